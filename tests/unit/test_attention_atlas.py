@@ -1,0 +1,151 @@
+"""Attention atlas: q/k collection, attention-preserving normalisation, projections, caching."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from interp.analyses import attention_atlas as aa
+from interp.results import load_run
+
+
+def _tokens(model, n=3, p=12, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(100, 5000, (n, p), generator=g)
+
+
+def test_collected_qk_reproduce_the_models_attention(tiny_model):
+    toks = _tokens(tiny_model)
+    q, k = aa.collect_qk(tiny_model, toks, batch_size=2)
+    c = tiny_model.cfg
+    assert q.shape == k.shape == (c.n_layers, c.n_heads, 3, 12, c.d_head)
+    names = [f"blocks.{layer}.attn.hook_pattern" for layer in range(c.n_layers)]
+    _, cache = tiny_model.run_with_cache(toks, names)
+    for layer in range(c.n_layers):
+        mine = aa.attention_from_qk(q[layer], k[layer])  # [head, n, q, k]
+        theirs = cache[names[layer]].permute(1, 0, 2, 3)
+        torch.testing.assert_close(mine, theirs, atol=1e-5, rtol=1e-4)
+
+
+def test_gqa_keys_are_shared_by_query_heads_of_a_group(tiny_llama):
+    q, k = aa.collect_qk(tiny_llama, _tokens(tiny_llama), layers=[1])
+    rep = tiny_llama.cfg.n_heads // tiny_llama.cfg.n_kv_heads
+    assert rep == 2
+    assert torch.equal(k[0, 0], k[0, 1]) and torch.equal(k[0, 2], k[0, 3])
+    assert not torch.allclose(k[0, 0], k[0, 2])
+    assert aa.qk_hook_names(tiny_llama, 1) == ("blocks.1.attn.hook_rot_q", "blocks.1.attn.hook_rot_k")
+
+
+def test_normalisation_leaves_every_attention_weight_unchanged():
+    g = torch.Generator().manual_seed(1)
+    q = torch.randn(2, 3, 4, 10, 8, generator=g) * 3 + 1.5
+    k = torch.randn(2, 3, 4, 10, 8, generator=g) * 0.5 - 2.0
+    qn, kn, info = aa.normalise_qk(q, k)
+    torch.testing.assert_close(aa.attention_from_qk(qn, kn), aa.attention_from_qk(q, k), atol=1e-6, rtol=1e-5)
+    # key centroid moved onto the query centroid, mean norms balanced, per head
+    torch.testing.assert_close(kn.mean(dim=(-3, -2)) * info.scale[..., None] ** 2 / info.scale[..., None] ** 2,
+                               kn.mean(dim=(-3, -2)))
+    torch.testing.assert_close((kn.mean(dim=(-3, -2)) * info.scale[..., None]),
+                               (qn.mean(dim=(-3, -2)) / info.scale[..., None]), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(qn.norm(dim=-1).mean(dim=(-2, -1)), kn.norm(dim=-1).mean(dim=(-2, -1)), atol=1e-5, rtol=1e-5)
+    # the logits themselves change only by a per-query constant
+    s0 = torch.einsum("...qd,...kd->...qk", q, k)
+    s1 = torch.einsum("...qd,...kd->...qk", qn, kn)
+    diff = s1 - s0
+    torch.testing.assert_close(diff, diff[..., :1].expand_as(diff), atol=1e-4, rtol=1e-4)
+
+
+def test_pca_projection_matches_an_svd():
+    rng = np.random.default_rng(0)
+    pts = rng.normal(size=(200, 6)).astype(np.float32) * np.array([5, 3, 1, 0.5, 0.2, 0.1], dtype=np.float32)
+    xy = aa.project(pts, "pca")
+    centred = pts - pts.mean(0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    ref = centred @ vt[:2].T
+    for j in range(2):  # equal up to the sign of each component
+        sign = np.sign(np.dot(xy[:, j], ref[:, j]))
+        np.testing.assert_allclose(xy[:, j], sign * ref[:, j], atol=1e-3)
+
+
+def test_tsne_separates_two_distant_clusters():
+    rng = np.random.default_rng(0)
+    pts = np.concatenate([rng.normal(size=(30, 5)), rng.normal(size=(30, 5)) + 40]).astype(np.float32)
+    xy = aa.project(pts, "tsne", perplexity=10)
+    a, b = xy[:30], xy[30:]
+    gap = np.linalg.norm(a.mean(0) - b.mean(0))
+    spread = max(np.linalg.norm(a - a.mean(0), axis=1).max(), np.linalg.norm(b - b.mean(0), axis=1).max())
+    assert gap > spread
+
+
+def test_distance_correlation_and_causal_pairs():
+    rng = np.random.default_rng(0)
+    q_xy, k_xy = rng.normal(size=(100, 2)), rng.normal(size=(100, 2))
+    d = np.linalg.norm(q_xy - k_xy, axis=1)
+    assert aa.distance_correlation(-3 * d + 1, q_xy, k_xy) == pytest.approx(-1.0)
+    assert aa.distance_correlation(d, q_xy, k_xy) == pytest.approx(1.0)
+    qi, ki = aa.causal_pairs(n_seqs=3, seq_len=5, max_pairs=10**6)
+    assert len(qi) == 3 * 15
+    assert np.all(qi // 5 == ki // 5) and np.all(ki % 5 <= qi % 5)
+    qi2, _ = aa.causal_pairs(3, 5, max_pairs=7)
+    assert len(qi2) == 7
+
+
+def test_project_heads_caches_and_resumes(tiny_llama, tmp_path, monkeypatch):
+    toks = _tokens(tiny_llama, n=2, p=10)
+    heads = [(0, 1), (2, 3)]
+    calls = []
+    first = aa.project_heads(tiny_llama, toks, heads, "pca", tmp_path, progress=lambda d, t, s: calls.append((d, t)))
+    assert calls[-1] == (2, 2)
+    q, k = aa.collect_qk(tiny_llama, toks)
+    qn, kn, _ = aa.normalise_qk(q, k)
+    np.testing.assert_allclose(first[(2, 3)], aa.project(aa.joint_points(qn[2, 3], kn[2, 3]), "pca"), atol=1e-4)
+    # everything cached: no projection may run; one file removed: only that head reruns
+    real_project = aa.project
+    monkeypatch.setattr(aa, "project", lambda *a, **kw: (_ for _ in ()).throw(AssertionError("recomputed")))
+    again = aa.project_heads(tiny_llama, toks, heads, "pca", tmp_path)
+    np.testing.assert_array_equal(again[(0, 1)], first[(0, 1)])
+    aa.projection_cache_path(tmp_path, "pca", 0, 1, 0).unlink()
+    ran = []
+    monkeypatch.setattr(aa, "project", lambda *a, **kw: ran.append(1) or real_project(*a, **kw))
+    resumed = aa.project_heads(tiny_llama, toks, heads, "pca", tmp_path)
+    assert ran == [1]
+    np.testing.assert_allclose(resumed[(0, 1)], first[(0, 1)], atol=1e-5)
+
+
+def test_bad_inputs_raise_clear_errors(tiny_llama):
+    with pytest.raises(aa.AtlasError, match="unknown projection"):
+        aa.project(np.zeros((5, 3), dtype=np.float32), "mds")
+    with pytest.raises(ValueError, match="bad head label"):
+        aa.AtlasConfig(nonlinear_heads=["head7"]).validate()
+    with pytest.raises(aa.AtlasError, match="unknown atlas option"):
+        aa.run_experiment(tiny_llama, quick=True, n_sequences=3)
+    with pytest.raises(IndexError, match="out of range"):
+        aa.project_heads(tiny_llama, _tokens(tiny_llama), [(9, 0)], "pca", "/tmp/unused-atlas-cache")
+
+
+def test_run_experiment_quick_is_consistent_and_round_trips(tiny_model, tmp_path):
+    res = aa.run_experiment(tiny_model, quick=True, n_seqs=3, seq_len=16, nonlinear_heads=["L1H0"], nonlinear_methods=["tsne"])
+    c = tiny_model.cfg
+    assert res.arrays["pca"].shape == (c.n_layers, c.n_heads, 2 * 3 * 16, 2)
+    assert res.metrics["invariance_max_abs_err"] < 1e-5
+    assert len(res.tables["heads"]) == c.n_layers * c.n_heads and len(res.tables["tokens"]) == 48
+    # independent recomputation of one head's projection, correlation and attention stats
+    toks = torch.as_tensor(res.arrays["tokens"])
+    q, k = aa.collect_qk(tiny_model, toks)
+    qn, kn, _ = aa.normalise_qk(q, k)
+    xy = aa.project(aa.joint_points(qn[1, 2], kn[1, 2]), "pca")
+    np.testing.assert_allclose(np.abs(res.arrays["pca"][1, 2]), np.abs(xy), atol=1e-3)
+    qi, ki = aa.causal_pairs(3, 16, 10**6)
+    logits = (q[1, 2].reshape(-1, c.d_head)[qi] * k[1, 2].reshape(-1, c.d_head)[ki]).sum(-1).numpy() / c.d_head**0.5
+    r = np.corrcoef(logits, np.linalg.norm(xy[qi] - xy[48 + ki], axis=1))[0, 1]
+    assert res.arrays["corr_pca"][1, 2] == pytest.approx(r, abs=1e-4)
+    _, cache = tiny_model.run_with_cache(toks, ["blocks.1.attn.hook_pattern"])
+    pat = cache["blocks.1.attn.hook_pattern"][:, 2]
+    assert res.arrays["prev_token_attn"][1, 2] == pytest.approx(float(torch.diagonal(pat, -1, 1, 2).mean()), abs=1e-5)
+    np.testing.assert_allclose(res.arrays["patterns"][1, 2].astype(np.float32), pat.numpy(), atol=2e-3)
+    assert res.projection(1, 0, "tsne").shape == (96, 2) and res.projection(0, 0, "tsne") is None
+    loaded = load_run(res.save(tmp_path))
+    assert isinstance(loaded, aa.AtlasResult)
+    np.testing.assert_array_equal(loaded.arrays["pca"], res.arrays["pca"])
+    assert loaded.tables["tokens"]["context"].iloc[5] == res.tables["tokens"]["context"].iloc[5]
