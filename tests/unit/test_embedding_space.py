@@ -24,7 +24,6 @@ from interp.analyses.embedding_project import (
     EmbeddingSpaceError,
     alphabetic_tokens,
     frequent_tokens,
-    head_factors,
     head_token_pairs,
     model_projector,
     pinv_projector,
@@ -155,7 +154,18 @@ def test_recall_is_one_when_subset_has_k_tokens(tiny_model):
     tokens = torch.randint(0, 1000, (2, 6), generator=torch.Generator().manual_seed(0))
     sub = torch.tensor([11, 220, 3000, 777])
     out = value_hidden_recall(tiny_model, tokens, k=4, subset=sub)
-    assert np.allclose(out["recall"], 1.0) and np.allclose(out["shuffled"], 1.0)
+    for key in ("recall_final", "shuffled_final", "recall_layer", "shuffled_layer"):
+        assert np.allclose(out[key], 1.0)
+
+
+def test_hidden_topk_on_subset_matches_resid_to_logits(tiny_model):
+    from interp.analyses.embedding_checks import _hidden_topk
+    from interp.core.attribution import resid_to_logits
+
+    x = torch.randn(5, tiny_model.cfg.d_model, generator=torch.Generator().manual_seed(4))
+    sub = torch.arange(0, 3000, 7)
+    want = sub[resid_to_logits(tiny_model, x)[:, sub].topk(6, dim=-1).indices]
+    assert torch.equal(_hidden_topk(tiny_model, x, 6, sub), want)
 
 
 def test_key_value_jaccard_is_one_for_tied_identical_vectors():
@@ -224,3 +234,23 @@ def test_alignment_recovers_layer_order_of_synthetic_deep_model():
     assert al.match.tolist() == list(range(L))
     assert al.layer_accuracy == 1.0 and al.same_layer_fraction == 1.0
     assert al.diagonal_contrast() > 0.2
+
+
+def test_run_experiment_saves_loads_and_draws(tiny_llama, tmp_path):
+    """Quick run on tiny-llama: exact invariants hold, the run round-trips and draws."""
+    from interp.analyses.embedding_space import EmbeddingSpaceResult, run_experiment
+    from interp.results import load_run
+    from interp.viz import figures_for
+
+    res = run_experiment(tiny_llama, quick=True, pair_layers=[2], recall_seqs=2, recall_seq_len=8, seed_models={"arch": "gpt2", "seeds": [97, 98]})
+    assert res.metrics["rot_neuron_recovery_embed"] == 1.0 and res.metrics["rot_layer_acc_embed"] == 1.0
+    assert res.metrics["rot_neuron_recovery_raw"] < 0.2
+    assert res.config["seed_alignment"] == "skipped"  # quick runs never train; these seeds are not cached
+    ov = res.tables["head_pairs"].query("circuit == 'OV' and rank == 0")
+    assert np.allclose(ov["score"].to_numpy(), res.arrays["head_ov_top_score"][2])
+    loaded = load_run(res.save(tmp_path))
+    assert isinstance(loaded, EmbeddingSpaceResult)
+    titles = [t for t, _ in figures_for(loaded)]
+    assert "Consistency checks" in titles and "Rotated-copy alignment" in titles
+    with pytest.raises(ValueError, match="unknown embedding-space settings"):
+        run_experiment(tiny_llama, quick=True, bogus=1)

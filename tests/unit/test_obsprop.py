@@ -232,3 +232,37 @@ def test_observables(tiny_llama):
         make_observable(m, " she", [" he", " she"])
     with pytest.raises(ObservableError, match="at least one"):
         make_observable(m, [], " he")
+
+
+@pytest.mark.parametrize("mode", ["ignore", "typical", "jacobian"])
+def test_single_head_path_is_the_direct_feature(tiny_gpt2, mode):
+    m = tiny_gpt2
+    obs = make_observable(m, " she", " he")
+    norms = collect_norm_sites(m, m.to_tokens(["The history of the city begins in the Roman period"]))
+    feats = head_feature_vectors(m, obs, norms, mode)
+    for layer, h in [(0, 1), (1, 3)]:
+        assert torch.allclose(path_feature_vector(m, obs, [(layer, h)], norms, mode), feats[layer, h], atol=1e-6)
+
+
+def test_quick_experiment_on_tiny_models(tiny_model, tmp_path):
+    import numpy as np
+
+    from interp.analyses.obsprop import run_experiment
+    from interp.analyses.obsprop_validate import spearman
+    from interp.results import load_run
+    from interp.viz import figures_for
+
+    r = run_experiment(tiny_model, quick=True)
+    imp = r.arrays["importance_subject_pronoun"]
+    obs = make_observable(tiny_model, " she", " he")
+    norms = collect_norm_sites(tiny_model)
+    # importance is ||y_h||; a data-free recomputation differs only by the typical scales (per layer)
+    raw = head_feature_vectors(tiny_model, obs, norms, "ignore").norm(dim=-1).numpy()
+    assert np.allclose(r.arrays["importance_ignore_subject_pronoun"], raw, rtol=1e-5)
+    assert r.metrics["subject_pronoun_spearman_obsprop_vs_patch"] == pytest.approx(
+        spearman(imp, np.abs(r.arrays["patch_subject_pronoun"]))
+    )
+    assert r.config["quick"] is True and r.model["bos_policy"] == "none"
+    loaded = load_run(r.save(tmp_path))
+    assert loaded.metrics == pytest.approx(r.metrics)
+    assert len(figures_for(loaded)) >= 5

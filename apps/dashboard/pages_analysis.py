@@ -1,0 +1,143 @@
+"""Overview of the runs directory and one generic page per analysis kind: metrics,
+every figure from `interp.viz.figures_for`, and the result's tables (head labels link
+to the atlas)."""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import numpy as np
+import pandas as pd
+from dash import dcc, html
+
+import interp.viz
+from apps.dashboard.data import RUN_NAME_RE, DashboardData, ParamError, parse_query
+from interp.core.model import HEAD_RE
+
+log = logging.getLogger(__name__)
+HEAD_IN_TEXT = re.compile(r"\bL\d+H\d+\b")
+MAX_ROWS = 60
+KIND_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,60}$")
+
+
+def home(data: DashboardData, search: str | None) -> Any:
+    parse_query(search, {})
+    runs = data.runs()
+    if not runs:
+        return html.Div([html.H2("No runs yet"),
+                         html.P(f"{data.runs_dir} holds no runs. Create some with `interp run attention-atlas --quick "
+                                f"--out {data.runs_dir}` (and the other experiments), then reload.")], className="explain")
+    rows = [html.Tr([html.Th(x) for x in ("kind", "run", "model", "created", "headline metrics")])]
+    for m in runs:
+        name = Path(m["path"]).name
+        kind = m["kind"]
+        href = f"/atlas?run={name}" if kind == "attention-atlas" else f"/analysis/{kind}?run={name}"
+        metrics = ", ".join(f"{k}={_fmt(v)}" for k, v in list(m.get("metrics", {}).items())[:4])
+        rows.append(html.Tr([html.Td(kind), html.Td(dcc.Link(name, href=href)), html.Td(m.get("model", {}).get("id", "?")),
+                             html.Td(m.get("created", "")), html.Td(metrics, className="small")]))
+    cards = [html.Div([html.H4(dcc.Link(k, href="/atlas" if k == "attention-atlas" else f"/analysis/{k}")),
+                       html.P(f"{len(data.runs_of(k))} run(s)")], className="card") for k in data.kinds()]
+    return html.Div([
+        html.H2("Runs"),
+        html.P(f"Runs directory: {data.runs_dir} · live model for typed prompts: {data.model_name}", className="explain"),
+        html.Div(cards, className="cards"),
+        html.Table(rows, className="runs"),
+    ])
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _cell(value: Any, atlas_run: str | None, kinds: list[str]) -> Any:
+    """Table cell; head labels become links to the atlas and to other analysis pages."""
+    if isinstance(value, float | np.floating):
+        return html.Td(f"{value:.4g}", className="num")
+    text = str(value)
+    labels = HEAD_IN_TEXT.findall(text)
+    if not labels or len(text) > 200:
+        return html.Td(text[:200])
+    parts: list[Any] = []
+    rest = text
+    for label in labels:
+        before, _, rest = rest.partition(label)
+        q = {"head": label} | ({"run": atlas_run} if atlas_run else {})
+        parts += [before, dcc.Link(label, href="/head?" + urlencode(q), className="head-link", title=f"{label} in the atlas")]
+    parts.append(rest)
+    return html.Td(parts)
+
+
+def table_view(name: str, df: pd.DataFrame, atlas_run: str | None, kinds: list[str], head: str | None) -> html.Div:
+    shown = df
+    note = ""
+    if head:
+        hit = df.astype(str).apply(lambda col: col.str.contains(rf"\b{head}\b", regex=True)).any(axis=1)
+        if hit.any():
+            shown = pd.concat([df[hit], df[~hit]])
+            note = f" · {int(hit.sum())} row(s) mentioning {head} first (highlighted)"
+    hits = set(shown.index[: int(hit.sum())]) if head and note else set()
+    rows = [html.Tr([html.Th(str(c)) for c in shown.columns])]
+    for i, (idx, row) in enumerate(shown.iterrows()):
+        if i >= MAX_ROWS:
+            break
+        rows.append(html.Tr([_cell(v, atlas_run, kinds) for v in row.tolist()], className="hit" if idx in hits else None))
+    more = f" (first {MAX_ROWS} of {len(df)} rows)" if len(df) > MAX_ROWS else f" ({len(df)} rows)"
+    return html.Div([html.H4(f"table: {name}{more}{note}"), html.Div(html.Table(rows, className="data"), className="scroll")])
+
+
+def analysis_page(data: DashboardData, kind: str, search: str | None) -> Any:
+    if not KIND_RE.match(kind):
+        raise ParamError(f"bad analysis kind {kind!r}")
+    if kind not in data.kinds():
+        raise ParamError(f"no runs of kind {kind!r} in {data.runs_dir}; present: {', '.join(data.kinds()) or 'none'}")
+    q = parse_query(search, {"run": "", "head": ""})
+    run = q.get("run")
+    if run is not None and not RUN_NAME_RE.match(run):
+        raise ParamError(f"bad run name {run!r}")
+    head = q.get("head")
+    if head is not None and not HEAD_RE.match(head):
+        raise ParamError(f"bad head {head!r}: expected L<layer>H<head>, e.g. L1H2")
+    res = data.load(kind, run)
+    atlas_runs = data.runs_of("attention-atlas")
+    atlas_run = Path(atlas_runs[0]["path"]).name if atlas_runs else None
+    kinds = data.kinds()
+    metrics = html.Table([html.Tr([html.Th("metric"), html.Th("value")])] +
+                         [html.Tr([html.Td(k), html.Td(_fmt(v), className="num")]) for k, v in res.metrics.items()],
+                         className="stats")
+    try:
+        figs = interp.viz.figures_for(res)
+        fig_error = None
+    except Exception as exc:  # a broken figure module must not take the page down
+        log.exception("figures for %s failed", kind)
+        figs, fig_error = [], f"the figures of {kind} could not be built ({type(exc).__name__}: {exc})"
+    fig_blocks = [html.Div([html.H4(title), dcc.Graph(figure=fig, config={"displaylogo": False})], className="figure")
+                  for title, fig in figs]
+    if not figs and not fig_error:
+        fig_blocks = [html.P(f"no figure module registered for {kind} (interp/viz/<module>.py with KIND = {kind!r})",
+                             className="explain")]
+    others = data.runs_of(kind)
+    run_links = [dcc.Link(Path(m["path"]).name, href=f"/analysis/{kind}?run={Path(m['path']).name}",
+                          className="run-link" + (" current" if Path(m["path"]) == Path(res.path) else "")) for m in others[:10]]
+    head_note = None
+    if head:
+        head_note = html.P(["Focus on ", dcc.Link(head, href="/head?" + urlencode({"head": head} | ({"run": atlas_run} if atlas_run else {}))),
+                            ": rows mentioning it are listed first."], className="explain")
+    return html.Div([
+        html.H2(f"{kind}"),
+        html.Div([html.B(res.model.get("id", "?")), f" · run {Path(res.path).name} · experiment {res.experiment} · seed {res.seed}"
+                  f" · BOS {res.model.get('bos_policy', '?')}"], className="run-meta"),
+        html.Div(["runs: ", *run_links], className="run-list") if len(others) > 1 else None,
+        head_note,
+        html.Div([html.Div([html.H3("Metrics"), metrics], className="side-col"),
+                  html.Div([html.H3("Notes"), html.Ul([html.Li(n) for n in res.notes]) if res.notes else html.P("none")],
+                           className="main-col")], className="two-col"),
+        html.H3("Figures"),
+        html.Div(fig_error, className="error-message") if fig_error else None,
+        *fig_blocks,
+        html.H3("Tables"),
+        *[table_view(name, df, atlas_run, kinds, head) for name, df in res.tables.items()],
+    ], className="analysis-page")

@@ -1,0 +1,117 @@
+"""Benchmark: heads -> logits path patching over every head, batched vs a naive loop.
+
+Side by side in one run on the same IOI prompts (ABC corruption, IO-S logit diff at END,
+all other heads and MLPs frozen):
+  * naive: one forward pass per sender (hooks freeze every head/MLP, patch the sender);
+  * stacked: `path_patch(fast=False)`: senders stacked along the batch axis;
+  * cached: `path_patch(fast=True)`: reuses the clean/corrupt caches (final residual =
+    clean + sender change), no forward pass per sender.
+Results must agree; ratios are printed and written to benchmarks/results/bench_patching.json.
+Also: attribution patching's wall time in forward-pass equivalents (same prompts).
+
+    python benchmarks/bench_patching.py                 # all 270 heads of SmolLM2, 32 prompts
+    python benchmarks/bench_patching.py --naive-senders 30   # time the slow methods on a
+                                                             # subset and extrapolate per sender
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch  # noqa: E402
+
+
+def naive_path_to_logits(model, clean, corrupt, metric, sender) -> float:
+    """One sender, one forward: every head and MLP frozen at clean, the sender corrupt."""
+    L = model.cfg.n_layers
+    names = [f"blocks.{x}.attn.hook_z" for x in range(L)] + [f"blocks.{x}.hook_mlp_out" for x in range(L)]
+    if not hasattr(naive_path_to_logits, "_cache"):
+        _, cl = model.run_with_cache(clean, names)
+        _, co = model.run_with_cache(corrupt, names)
+        naive_path_to_logits._cache = (cl, co)
+    cl, co = naive_path_to_logits._cache
+    layer_s, head_s = sender
+    hooks = []
+    for x in range(L):
+        def zf(act, hook, x=x):
+            new = cl[f"blocks.{x}.attn.hook_z"].clone()
+            if x == layer_s:
+                new[:, :, head_s] = co[f"blocks.{x}.attn.hook_z"][:, :, head_s]
+            return new
+
+        hooks.append((f"blocks.{x}.attn.hook_z", zf))
+        hooks.append((f"blocks.{x}.hook_mlp_out", lambda act, hook, x=x: cl[f"blocks.{x}.hook_mlp_out"]))
+    with torch.no_grad():
+        return float(metric(model.run_with_hooks(clean, fwd_hooks=hooks)).mean())
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="smollm2-135m")
+    p.add_argument("--n-prompts", type=int, default=32)
+    p.add_argument("--naive-senders", type=int, default=None, help="time naive/stacked on this many senders only")
+    p.add_argument("--chunk", type=int, default=16)
+    p.add_argument("--out", default=str(Path(__file__).parent / "results" / "bench_patching.json"))
+    args = p.parse_args()
+
+    from interp.data.ioi import make_ioi_dataset
+    from interp.models import load_model
+    from interp.patching import attribution_patch, logit_diff_metric, path_patch
+
+    model = load_model(args.model)
+    ds = make_ioi_dataset(model, args.n_prompts, seed=0)
+    metric = logit_diff_metric(ds.io_ids, ds.s_ids, ds.end)
+    senders = model.heads()
+    sub = senders if args.naive_senders is None else senders[:: max(1, len(senders) // args.naive_senders)][: args.naive_senders]
+    out: dict = {"model": args.model, "n_prompts": args.n_prompts, "n_senders": len(senders), "n_timed_slow": len(sub),
+                 "tokens_per_prompt": int(ds.tokens.shape[1]), "threads": torch.get_num_threads()}
+
+    t = time.perf_counter()
+    with torch.no_grad():
+        model(ds.tokens)
+    out["one_forward_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    cached = path_patch(model, ds.tokens, ds.abc_tokens, metric, senders=senders, fast=True, chunk=args.chunk)
+    out["cached_all_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    stacked = path_patch(model, ds.tokens, ds.abc_tokens, metric, senders=sub, fast=False, chunk=args.chunk)
+    out["stacked_subset_s"] = time.perf_counter() - t
+
+    naive_path_to_logits(model, ds.tokens, ds.abc_tokens, metric, sub[0])  # builds its caches (not timed)
+    t = time.perf_counter()
+    naive = [naive_path_to_logits(model, ds.tokens, ds.abc_tokens, metric, s) for s in sub]
+    out["naive_subset_s"] = time.perf_counter() - t
+
+    idx = [senders.index(s) for s in sub]
+    naive_t = torch.tensor(naive)
+    out["max_abs_diff_cached_vs_naive"] = float((cached.scores[idx] - naive_t).abs().max())
+    out["max_abs_diff_stacked_vs_naive"] = float((stacked.scores - naive_t).abs().max())
+    scale = len(senders) / len(sub)
+    out["naive_all_s_est" if scale != 1 else "naive_all_s"] = out["naive_subset_s"] * scale
+    out["stacked_all_s_est" if scale != 1 else "stacked_all_s"] = out["stacked_subset_s"] * scale
+    out["ratio_naive_over_cached"] = out["naive_subset_s"] * scale / out["cached_all_s"]
+    out["ratio_naive_over_stacked"] = out["naive_subset_s"] / out["stacked_subset_s"]
+
+    t = time.perf_counter()
+    attribution_patch(model, ds.tokens, ds.abc_tokens, metric)
+    out["attribution_s"] = time.perf_counter() - t
+    out["attribution_forward_equivalents_measured"] = out["attribution_s"] / out["one_forward_s"]
+    out["attribution_forward_equivalents_nominal"] = 4.0  # clean fwd + bwd (~2) + corrupt fwd
+
+    for k, v in out.items():
+        print(f"{k:45s} {v:.4g}" if isinstance(v, float) else f"{k:45s} {v}")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""Consistency checks for embedding-space interpretations (Dar et al. 2022, §4).
+
+* `value_hidden_recall`: the top-k tokens of the most active MLP neuron's value vector
+  (signed by its activation) should overlap the top-k tokens of the hidden state
+  (logit lens, `interp.core.attribution.resid_to_logits`) at the same position more than
+  when the hidden state comes from another, shuffled, position.
+* `key_value_jaccard`: the top-k tokens of a neuron's key (input side, read with the
+  embedding) and of its value (output side, read with the folded unembedding) should
+  share more tokens than a key and the value of a random other neuron of the same layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from jaxtyping import Int
+from torch import Tensor
+
+from interp.analyses.embedding_project import Mode, model_projector, neuron_vectors, project_topk
+from interp.core.attribution import apply_final_norm_frozen, final_norm_scale, resid_to_logits
+from interp.core.model import HookedModel
+
+
+def set_overlap(a: Int[Tensor, "n k"], b: Int[Tensor, "n k"]) -> Tensor:
+    """Number of shared ids per row of two [n, k] id tensors (ids unique within a row)."""
+    return (a[:, :, None] == b[:, None, :]).any(-1).sum(-1)
+
+
+def jaccard(a: Int[Tensor, "n k"], b: Int[Tensor, "n k"]) -> Tensor:
+    """Row-wise Jaccard index of two id sets of equal size k."""
+    inter = set_overlap(a, b).double()
+    return inter / (a.shape[1] + b.shape[1] - inter)
+
+
+def derangement(n: int, g: torch.Generator) -> Tensor:
+    """A random permutation with no fixed point (n >= 2)."""
+    if n < 2:
+        raise ValueError("a derangement needs at least 2 elements")
+    while True:
+        p = torch.randperm(n, generator=g)
+        if not bool((p == torch.arange(n)).any()):
+            return p
+
+
+def key_value_jaccard(
+    model: HookedModel,
+    layers: Sequence[int] | None = None,
+    k: int = 20,
+    subset: Int[Tensor, " m"] | None = None,
+    n_neurons: int | None = None,
+    key_kind: str = "key",
+    mode: Mode = "transpose",
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
+    """Per-layer mean Jaccard of key/value top-k sets: same neuron vs a random other neuron.
+
+    ``key_kind`` is "key" (W_in) or, for gated MLPs, "gate" (W_gate).
+    """
+    w = model.weights(fold_norms=True)
+    P_in = model_projector(model, "embed", mode)
+    P_out = model_projector(model, "unembed", mode)
+    layers = list(range(model.cfg.n_layers)) if layers is None else list(layers)
+    g = torch.Generator().manual_seed(seed)
+    same, rand = [], []
+    for layer in layers:
+        keys = neuron_vectors(w, layer, key_kind)
+        vals = neuron_vectors(w, layer, "value")
+        if n_neurons is not None and n_neurons < keys.shape[0]:
+            idx = torch.randperm(keys.shape[0], generator=g)[:n_neurons]
+            keys, vals = keys[idx], vals[idx]
+        _, kid = project_topk(keys, P_in, k, subset)
+        _, vid = project_topk(vals, P_out, k, subset)
+        perm = derangement(kid.shape[0], g)
+        same.append(float(jaccard(kid, vid).mean()))
+        rand.append(float(jaccard(kid, vid[perm]).mean()))
+    return {"layers": np.array(layers), "same": np.array(same), "random": np.array(rand)}
+
+
+def _hidden_topk(model: HookedModel, resid: Tensor, k: int, subset: Tensor | None) -> Tensor:
+    """Top-k token ids of the logit lens of residual vectors (restricted to ``subset``).
+
+    Same as ``interp.core.attribution.resid_to_logits`` but only the subset's logits are
+    computed (the bias and the real final-norm scale included).
+    """
+    w = model.weights(fold_norms=True)
+    x = resid.reshape(-1, model.cfg.d_model).float()
+    normed = apply_final_norm_frozen(model, x, final_norm_scale(model, x))
+    if subset is None:
+        return resid_to_logits(model, x).topk(k, dim=-1).indices
+    logits = normed @ w.W_U[:, subset] + w.b_U[subset]
+    return subset[logits.topk(k, dim=-1).indices]
+
+
+def value_hidden_recall(
+    model: HookedModel,
+    tokens: Int[Tensor, "batch pos"],
+    layers: Sequence[int] | None = None,
+    k: int = 20,
+    subset: Int[Tensor, " m"] | None = None,
+    mode: Mode = "transpose",
+    seed: int = 0,
+    batch_size: int = 8,
+) -> dict[str, np.ndarray]:
+    """Per-layer recall@k of the strongest neuron's value tokens within the hidden state's.
+
+    The strongest neuron at a position maximises |activation| * |value|; its signed value
+    is projected with the folded unembedding. Two hidden states are compared: "final"
+    (the last residual, i.e. the model's prediction) and "layer" (the residual after that
+    layer, logit lens). The baseline pairs each position's neuron with the hidden state of
+    a random other position (a derangement of positions).
+    """
+    c = model.cfg
+    w = model.weights(fold_norms=True)
+    P_out = model_projector(model, "unembed", mode)
+    layers = list(range(c.n_layers)) if layers is None else list(layers)
+    names = [f"blocks.{layer}.mlp.hook_post" for layer in layers]
+    names += [f"blocks.{layer}.hook_resid_post" for layer in layers]
+    names.append(f"blocks.{c.n_layers - 1}.hook_resid_post")
+    _, cache = model.run_with_cache(tokens, sorted(set(names)), batch_size=batch_size, return_logits=False)
+    g = torch.Generator().manual_seed(seed)
+    n_pos = tokens.shape[0] * tokens.shape[1]
+    perm = derangement(n_pos, g)
+    final_top = _hidden_topk(model, cache[f"blocks.{c.n_layers - 1}.hook_resid_post"], k, subset)
+    out: dict[str, list[float]] = {key: [] for key in ("recall_final", "shuffled_final", "recall_layer", "shuffled_layer")}
+    for layer in layers:
+        act = cache[f"blocks.{layer}.mlp.hook_post"].reshape(n_pos, -1).float()
+        vals = neuron_vectors(w, layer, "value")
+        strength = act.abs() * vals.norm(dim=1)[None]
+        best = strength.argmax(1)
+        vec = act[torch.arange(n_pos), best][:, None] * vals[best]
+        _, pid = project_topk(vec, P_out, k, subset)
+        layer_top = _hidden_topk(model, cache[f"blocks.{layer}.hook_resid_post"], k, subset)
+        for name, hid in (("final", final_top), ("layer", layer_top)):
+            out[f"recall_{name}"].append(float(set_overlap(pid, hid).double().mean() / k))
+            out[f"shuffled_{name}"].append(float(set_overlap(pid, hid[perm]).double().mean() / k))
+    return {"layers": np.array(layers), **{key: np.array(v) for key, v in out.items()}}

@@ -1,0 +1,207 @@
+"""The Laundry List task and IOI-like prompts, built token by token.
+
+Laundry List (after Merullo et al. 2024, who generalise IOI from 2 names to N items): a
+list of N items is introduced, N-1 of them are mentioned again, and the right continuation
+is the one item not mentioned again. The paper's template was not available; the templates
+below are this project's own. IOI-like prompts are the N = 2 case with names.
+
+Prompts are assembled from separately tokenized pieces (each with its leading space), so
+the position of every item mention is known exactly; items and names that are not a single
+token in the model's tokenizer are dropped. Prompts of different lengths are right-padded;
+``end_pos`` is each prompt's last real position.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+import torch
+from jaxtyping import Bool, Int
+from torch import Tensor
+
+from interp.core.model import HookedModel
+
+# Each template: (intro, middle, ending) -> "{intro} {list}. {middle} {mention}{ending}"
+LAUNDRY_TEMPLATES: list[tuple[str, str, str]] = [
+    ("My shopping list said", "At the market I found", ", but I still needed the"),
+    ("The box held", "I took out", ". The only thing left in the box was the"),
+    ("For the trip we packed", "We used", ", so the one thing we never used was the"),
+    ("On the desk there were", "Then she picked up", " and left behind the"),
+]
+
+ITEMS: list[str] = [
+    "apple", "book", "cup", "pen", "hat", "key", "lamp", "ball", "bag", "coat", "shoe", "clock",
+    "chair", "bottle", "plate", "spoon", "knife", "phone", "card", "map", "box", "towel",
+    "shirt", "watch", "ring", "brush", "candle", "rope", "basket", "pillow", "camera", "radio",
+    "jacket", "blanket", "mirror", "wallet", "bread", "milk", "cheese", "egg", "banana", "orange",
+]
+
+# IOI-like templates: "{A}" and "{B}" introduce two names, "{S}" repeats one of them.
+IOI_TEMPLATES: list[str] = [
+    "When {A} and {B} went to the store, {S} gave a drink to",
+    "After {A} and {B} went to the park, {S} handed a ball to",
+    "Then, {A} and {B} had a long talk at the office. {S} sent a letter to",
+    "While {A} and {B} were working at the house, {S} gave a book to",
+]
+
+NAMES: list[str] = [
+    "Mary", "John", "Tom", "James", "Anna", "Sarah", "David", "Paul", "Mark", "Lisa", "Kate",
+    "Emma", "Jack", "Alice", "Bob", "Peter", "Laura", "Mike", "Susan", "Linda", "George",
+    "Henry", "Lucy", "Rachel", "Daniel", "Steve", "Jane", "Kevin", "Emily", "Chris",
+]
+
+
+class TaskSizeError(ValueError):
+    """N or the number of prompts does not fit the available single-token items."""
+
+
+@dataclass
+class ListTask:
+    """A batch of list-recall prompts (Laundry List, or IOI-like when N = 2 with names)."""
+
+    tokens: Int[Tensor, "batch pos"]
+    end_pos: Int[Tensor, " batch"]
+    answer: Int[Tensor, " batch"]
+    candidates: Int[Tensor, "batch n_items"]  # answer first
+    repeated_mask: Bool[Tensor, "batch pos"]  # every mention of an item said twice
+    answer_mask: Bool[Tensor, "batch pos"]  # the answer's mention(s)
+    n_items: int
+    texts: list[str] = field(default_factory=list)
+    template_ids: list[int] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return int(self.tokens.shape[0])
+
+    @property
+    def distractor(self) -> Int[Tensor, " batch"]:
+        """One repeated item per prompt (the IOI 'S' token)."""
+        return self.candidates[:, 1]
+
+
+def single_token_words(model: HookedModel, words: list[str]) -> list[str]:
+    """The words (without the space) that are one token with a leading space, in order."""
+    return [w for w in words if model.is_single_token(" " + w)]
+
+
+class _Builder:
+    """Accumulates token pieces and marks the positions of chosen words."""
+
+    def __init__(self, model: HookedModel):
+        self.model = model
+        self.ids: list[int] = []
+        self.marks: dict[str, list[int]] = {}
+
+    def text(self, s: str) -> None:
+        if s:
+            self.ids += self.model.tokenizer(s, add_special_tokens=False)["input_ids"]
+
+    def word(self, w: str) -> None:
+        self.marks.setdefault(w, []).append(len(self.ids))
+        self.ids.append(self.model.to_single_token(" " + w))
+
+
+def _list_pieces(b: _Builder, items: list[str], article: str) -> None:
+    for i, it in enumerate(items):
+        if i > 0:
+            b.text("," if i < len(items) - 1 else " and")
+        if article:
+            b.text(" " + article)
+        b.word(it)
+
+
+def _finish(model: HookedModel, rows: list[tuple[_Builder, str, list[str], int]], n_items: int) -> ListTask:
+    """Pad rows into a ListTask; each row is (builder, answer word, candidate words, template)."""
+    bos = [model.tokenizer.bos_token_id] if model.prepend_bos else []
+    seqs = [bos + b.ids for b, _, _, _ in rows]
+    longest = max(len(s) for s in seqs)
+    if longest > model.cfg.n_ctx:
+        raise TaskSizeError(f"prompts reach {longest} tokens, over n_ctx={model.cfg.n_ctx}; use fewer items")
+    pad = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else model.tokenizer.eos_token_id
+    tokens = torch.full((len(seqs), longest), pad, dtype=torch.long)
+    rep = torch.zeros(len(seqs), longest, dtype=torch.bool)
+    ans = torch.zeros(len(seqs), longest, dtype=torch.bool)
+    off = len(bos)
+    for i, (s, (b, a, _c, _t)) in enumerate(zip(seqs, rows, strict=True)):
+        tokens[i, : len(s)] = torch.tensor(s)
+        for w, pos in b.marks.items():
+            target = ans if w == a else rep
+            if w == a or len(pos) > 1:
+                for p in pos:
+                    target[i, p + off] = True
+    cand_ids = torch.tensor([[model.to_single_token(" " + w) for w in c] for _, _, c, _ in rows])
+    return ListTask(
+        tokens=tokens.to(model.device),
+        end_pos=torch.tensor([len(s) - 1 for s in seqs]),
+        answer=cand_ids[:, 0].clone(),
+        candidates=cand_ids,
+        repeated_mask=rep,
+        answer_mask=ans,
+        n_items=n_items,
+        texts=[model.tokenizer.decode(s) for s in seqs],
+        template_ids=[t for _, _, _, t in rows],
+    )
+
+
+def laundry_list_task(
+    model: HookedModel, n_items: int, n_prompts: int, seed: int = 0, templates: list[tuple[str, str, str]] | None = None
+) -> ListTask:
+    """``n_prompts`` Laundry List prompts with ``n_items`` items (templates cycled)."""
+    templates = templates or LAUNDRY_TEMPLATES
+    items = single_token_words(model, ITEMS)
+    if n_items < 2 or n_items > len(items):
+        raise TaskSizeError(f"n_items must be between 2 and {len(items)} (single-token items here), got {n_items}")
+    if n_prompts < 1:
+        raise TaskSizeError(f"n_prompts must be >= 1, got {n_prompts}")
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n_prompts):
+        t = i % len(templates)
+        intro, middle, ending = templates[t]
+        chosen = rng.sample(items, n_items)
+        answer = rng.choice(chosen)
+        again = [w for w in chosen if w != answer]
+        rng.shuffle(again)
+        b = _Builder(model)
+        b.text(intro)
+        _list_pieces(b, chosen, "the")
+        b.text(". " + middle)
+        _list_pieces(b, again, "the")
+        b.text(ending)
+        rows.append((b, answer, [answer] + again, t))
+    return _finish(model, rows, n_items)
+
+
+def ioi_task(model: HookedModel, n_prompts: int, seed: int = 0, templates: list[str] | None = None) -> ListTask:
+    """IOI-like prompts: answer = the indirect object, candidates = [IO, S]."""
+    templates = templates or IOI_TEMPLATES
+    names = single_token_words(model, NAMES)
+    if len(names) < 2:
+        raise TaskSizeError("fewer than two single-token names in this tokenizer")
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n_prompts):
+        t = i % len(templates)
+        a, c = rng.sample(names, 2)
+        s, io = (a, c) if rng.random() < 0.5 else (c, a)
+        b = _Builder(model)
+        tpl = templates[t]
+        rest = tpl
+        while rest:
+            j = min((rest.find(k) for k in ("{A}", "{B}", "{S}") if k in rest), default=-1)
+            if j < 0:
+                b.text(rest)
+                break
+            prefix, key, rest = rest[:j].rstrip(" "), rest[j : j + 3], rest[j + 3 :]
+            b.text(prefix)
+            b.word({"{A}": a, "{B}": c, "{S}": s}[key])
+        rows.append((b, io, [io, s], t))
+    return _finish(model, rows, 2)
+
+
+def task_accuracy(logits_end: torch.Tensor, task: ListTask) -> tuple[float, float]:
+    """(accuracy among the candidates, mean answer-minus-mean-other-candidates logit)."""
+    cand = logits_end.gather(1, task.candidates.to(logits_end.device))
+    acc = (cand.argmax(1) == 0).float().mean().item()
+    diff = (cand[:, 0] - cand[:, 1:].mean(1)).mean().item()
+    return acc, diff

@@ -1,0 +1,276 @@
+"""Small GPT-2-style or Llama-style language models trained locally on an offline corpus.
+
+Why: several analyses need *trained* models other than SmolLM2 (e.g. two models that
+differ only in their random seed, for cross-model alignment; small models to learn masks
+on). ``train_small_lm`` trains one with a plain AdamW loop on CPU in a few minutes and
+saves it as a Hugging Face folder (``save_pretrained`` + tokenizer) under
+``<cache>/small_lms/<name>``, so ``load_model(path)`` and ``load_small_lm(path)`` both
+load it as a `HookedModel`. A folder whose saved config matches the request is reused
+instead of retrained (``reuse=False`` forces training).
+
+Training statistics (final train loss over the last steps, held-out loss, steps, time)
+are returned and saved next to the weights as ``training_stats.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from jaxtyping import Int
+from torch import Tensor
+
+from interp.models.assets import cache_root
+
+STATS_FILE = "training_stats.json"
+ARCHS = ("gpt2", "llama")
+TOKENIZERS = ("gpt2", "smollm2")
+
+
+class SmallLMError(ValueError):
+    """A bad training request or a folder that holds no small LM."""
+
+
+def small_lm_root() -> Path:
+    """Where trained small LMs live: ``<cache>/small_lms``."""
+    return cache_root() / "small_lms"
+
+
+def default_name(cfg: dict[str, Any]) -> str:
+    """Folder name encoding every setting that changes the weights."""
+    return (
+        f"{cfg['arch']}-L{cfg['n_layers']}-d{cfg['d_model']}-h{cfg['n_heads']}-{cfg['tokenizer']}-"
+        f"{cfg['corpus']}-T{cfg['seq_len']}-b{cfg['batch']}-s{cfg['steps']}-lr{cfg['lr']:g}-seed{cfg['seed']}"
+    )
+
+
+def _load_tokenizer(which: str):
+    from interp.models.tokenizers import load_gpt2_tokenizer, load_smollm2_tokenizer
+
+    if which == "gpt2":
+        return load_gpt2_tokenizer()
+    if which == "smollm2":
+        return load_smollm2_tokenizer()
+    raise SmallLMError(f"unknown tokenizer {which!r}; use one of {TOKENIZERS}")
+
+
+def _build_hf(arch: str, vocab: int, n_layers: int, d_model: int, n_heads: int, n_ctx: int, tok):
+    """A freshly initialised HF causal LM (dropout off, tied embeddings)."""
+    if arch == "gpt2":
+        from transformers import GPT2Config, GPT2LMHeadModel
+
+        cfg = GPT2Config(
+            vocab_size=vocab, n_positions=n_ctx, n_embd=d_model, n_layer=n_layers, n_head=n_heads,
+            resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+            bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+        )
+        return GPT2LMHeadModel(cfg)
+    if arch == "llama":
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        cfg = LlamaConfig(
+            vocab_size=vocab, hidden_size=d_model, intermediate_size=4 * d_model, num_hidden_layers=n_layers,
+            num_attention_heads=n_heads, num_key_value_heads=n_heads, max_position_embeddings=n_ctx,
+            tie_word_embeddings=True, rms_norm_eps=1e-5,
+            bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+        )
+        return LlamaForCausalLM(cfg)
+    raise SmallLMError(f"unknown arch {arch!r}; use one of {ARCHS}")
+
+
+def _windows(corpus: str, tok, tok_name: str, seq_len: int, split: str) -> Int[Tensor, "n seq_len"]:
+    """All non-overlapping windows of a split (cached on disk: tokenizing takes seconds)."""
+    from interp.data.corpus import load_corpus
+
+    safe = corpus.replace("/", "_").replace(os.sep, "_")
+    cache = small_lm_root() / "_data" / f"{safe}-{tok_name}-{split}-T{seq_len}.pt"
+    if cache.is_file():
+        return torch.load(cache)
+    data = load_corpus(corpus).token_sequences(tok, seq_len, None, split=split)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".win.", dir=cache.parent)
+    os.close(fd)
+    torch.save(data, tmp)
+    os.replace(tmp, cache)
+    return data
+
+
+@torch.no_grad()
+def heldout_loss(hf, data: Int[Tensor, "n seq_len"], batch: int = 16) -> float:
+    """Mean next-token cross-entropy (nats) of an HF causal LM on ``data``."""
+    hf.eval()
+    tot, n = 0.0, 0
+    for i in range(0, data.shape[0], batch):
+        x = data[i : i + batch]
+        out = hf(input_ids=x, labels=x)
+        k = x.shape[0] * (x.shape[1] - 1)
+        tot += float(out.loss) * k
+        n += k
+    return tot / max(n, 1)
+
+
+def _config(arch, seed, n_layers, d_model, steps, corpus, seq_len, batch, tokenizer, n_heads, lr, n_heldout) -> dict[str, Any]:
+    """Validated training config (what the saved folder records and is matched on)."""
+    tokenizer = tokenizer or ("gpt2" if arch == "gpt2" else "smollm2")
+    if arch not in ARCHS:
+        raise SmallLMError(f"unknown arch {arch!r}; use one of {ARCHS}")
+    if tokenizer not in TOKENIZERS:
+        raise SmallLMError(f"unknown tokenizer {tokenizer!r}; use one of {TOKENIZERS}")
+    for k, v in {"n_layers": n_layers, "d_model": d_model, "steps": steps, "seq_len": seq_len, "batch": batch, "n_heads": n_heads}.items():
+        if int(v) < 1:
+            raise SmallLMError(f"{k} must be a positive integer, got {v}")
+    if d_model % n_heads:
+        raise SmallLMError(f"d_model={d_model} is not divisible by n_heads={n_heads}")
+    return {
+        "arch": arch, "seed": seed, "n_layers": n_layers, "d_model": d_model, "n_heads": n_heads, "steps": steps,
+        "corpus": str(corpus), "seq_len": seq_len, "batch": batch, "tokenizer": tokenizer, "lr": lr,
+        "n_heldout": n_heldout,
+    }
+
+
+def find_small_lm(arch: str = "gpt2", seed: int = 0, **kwargs: Any) -> Path | None:
+    """Folder of an already trained small LM with these `train_small_lm` settings, or None."""
+    import inspect
+
+    defaults = {k: p.default for k, p in inspect.signature(train_small_lm).parameters.items()}
+    unknown = set(kwargs) - set(defaults)
+    if unknown:
+        raise SmallLMError(f"unknown settings {sorted(unknown)}")
+    a = {**defaults, **kwargs, "arch": arch, "seed": seed}
+    cfg = _config(a["arch"], a["seed"], a["n_layers"], a["d_model"], a["steps"], a["corpus"], a["seq_len"], a["batch"],
+                  a["tokenizer"], a["n_heads"], a["lr"], a["n_heldout"])
+    folder = Path(a["out_dir"]).expanduser() if a["out_dir"] is not None else small_lm_root() / default_name(cfg)
+    f = folder / STATS_FILE
+    if f.is_file() and json.loads(f.read_text()).get("config") == cfg:
+        return folder
+    return None
+
+
+def train_small_lm(
+    arch: str = "gpt2",
+    seed: int = 0,
+    n_layers: int = 2,
+    d_model: int = 64,
+    steps: int = 200,
+    corpus: str = "enwiki",
+    seq_len: int = 64,
+    batch: int = 8,
+    tokenizer: str | None = None,
+    out_dir: str | Path | None = None,
+    n_heads: int = 4,
+    lr: float = 3e-3,
+    n_heldout: int = 64,
+    reuse: bool = True,
+    verbose: bool = False,
+):
+    """Train a small causal LM and save it; returns ``(HookedModel, stats)``.
+
+    ``tokenizer`` defaults to "gpt2" for arch "gpt2" and "smollm2" for "llama". Defaults
+    (2 layers, d_model 64, 200 steps of 8 x 64 tokens) take a few minutes on 2 CPU cores.
+    ``stats`` holds ``final_train_loss`` (mean of the last 10% of steps),
+    ``heldout_loss`` (on ``n_heldout`` held-out windows), ``initial_heldout_loss``,
+    ``unigram_entropy`` reference, ``train_seconds``, ``path`` and the config.
+    """
+    cfg = _config(arch, seed, n_layers, d_model, steps, corpus, seq_len, batch, tokenizer, n_heads, lr, n_heldout)
+    tokenizer = cfg["tokenizer"]
+    folder = Path(out_dir).expanduser() if out_dir is not None else small_lm_root() / default_name(cfg)
+    if reuse and (folder / STATS_FILE).is_file():
+        stats = json.loads((folder / STATS_FILE).read_text())
+        if stats.get("config") == cfg:
+            return load_small_lm(folder), stats
+
+    tok = _load_tokenizer(tokenizer)
+    train = _windows(str(corpus), tok, tokenizer, seq_len, "train")
+    held = _windows(str(corpus), tok, tokenizer, seq_len, "heldout")
+    g = torch.Generator().manual_seed(10_000 + seed)
+    held = held[torch.randperm(held.shape[0], generator=g)[:n_heldout]]
+
+    torch.manual_seed(seed)
+    hf = _build_hf(arch, len(tok), n_layers, d_model, n_heads, max(seq_len, 128), tok)
+    init_held = heldout_loss(hf, held)
+    opt = torch.optim.AdamW(hf.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.95))
+    warm = max(1, steps // 20)
+
+    def lr_at(step: int) -> float:
+        if step < warm:
+            return lr * (step + 1) / warm
+        return lr * 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, steps - warm)))
+
+    losses: list[float] = []
+    t0 = time.perf_counter()
+    hf.train()
+    for step in range(steps):
+        for grp in opt.param_groups:
+            grp["lr"] = lr_at(step)
+        idx = torch.randint(0, train.shape[0], (batch,), generator=g)
+        x = train[idx]
+        loss = hf(input_ids=x, labels=x).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(hf.parameters(), 1.0)
+        opt.step()
+        losses.append(float(loss.detach()))
+        if verbose and (step % 50 == 0 or step == steps - 1):
+            print(f"step {step:5d}  loss {losses[-1]:.3f}  ({time.perf_counter() - t0:.0f} s)", flush=True)
+    seconds = time.perf_counter() - t0
+    hf.eval()
+    tail = losses[-max(1, steps // 10) :]
+    counts = torch.bincount(train.flatten(), minlength=len(tok)).double()
+    p = counts[counts > 0] / counts.sum()
+    stats = {
+        "config": cfg,
+        "final_train_loss": sum(tail) / len(tail),
+        "heldout_loss": heldout_loss(hf, held),
+        "initial_heldout_loss": init_held,
+        "unigram_entropy": float(-(p * p.log()).sum()),
+        "train_seconds": seconds,
+        "n_params": sum(q.numel() for q in hf.parameters()),
+        "loss_curve": losses,
+        "path": str(folder),
+    }
+    _save(hf, tok, stats, folder)
+    return load_small_lm(folder), stats
+
+
+def _save(hf, tok, stats: dict[str, Any], folder: Path) -> None:
+    """save_pretrained + tokenizer + stats into a temp folder, then rename into place."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        hf.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        (tmp / STATS_FILE).write_text(json.dumps(stats, indent=1))
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def load_small_lm(path: str | Path, prepend_bos: bool = False):
+    """Load a saved small LM folder as a `HookedModel` (same as ``load_model(path)``)."""
+    from interp.models.registry import load_model
+
+    folder = Path(path).expanduser()
+    if not (folder / "config.json").is_file():
+        raise SmallLMError(f"{folder} is not a saved model folder (no config.json)")
+    return load_model(str(folder), prepend_bos=prepend_bos)
+
+
+def load_stats(path: str | Path) -> dict[str, Any]:
+    """The training statistics saved next to a small LM."""
+    f = Path(path).expanduser() / STATS_FILE
+    if not f.is_file():
+        raise SmallLMError(f"no {STATS_FILE} in {path}")
+    return json.loads(f.read_text())
+
+
+__all__ = ["SmallLMError", "find_small_lm", "heldout_loss", "load_small_lm", "load_stats", "small_lm_root", "train_small_lm"]

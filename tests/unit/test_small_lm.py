@@ -1,0 +1,66 @@
+"""Training, saving and reloading small LMs (tiny settings so the test stays fast)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from interp.models.small_lm import SmallLMError, find_small_lm, load_small_lm, load_stats, train_small_lm
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("small_lm") / "m"
+    model, stats = train_small_lm(arch="llama", seed=0, n_layers=1, d_model=32, n_heads=2, steps=6, seq_len=16, batch=4,
+                                  n_heldout=4, lr=1e-2, out_dir=out, reuse=False)
+    return out, model, stats
+
+
+def test_training_reduces_loss_and_saves_a_loadable_folder(trained):
+    out, model, stats = trained
+    assert stats["heldout_loss"] < stats["initial_heldout_loss"]
+    assert len(stats["loss_curve"]) == 6
+    assert (out / "config.json").is_file() and (out / "tokenizer.json").is_file()
+    assert load_stats(out)["heldout_loss"] == pytest.approx(stats["heldout_loss"])
+    assert model.cfg.n_layers == 1 and model.cfg.d_model == 32 and model.cfg.gated_mlp
+
+
+def test_reloaded_model_reproduces_logits_and_heldout_loss(trained):
+    """The HookedModel reloaded from disk gives the loss recorded at training time."""
+    from interp.data.corpus import load_corpus
+    from interp.models.small_lm import _windows
+
+    out, model, stats = trained
+    again = load_small_lm(out)
+    toks = torch.randint(0, 1000, (2, 8), generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(model(toks), again(toks), atol=1e-5)
+    held = _windows("enwiki", again.tokenizer, "smollm2", 16, "heldout")
+    g = torch.Generator().manual_seed(10_000)
+    held = held[torch.randperm(held.shape[0], generator=g)[:4]]
+    logits = again(held)
+    loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), held[:, 1:].reshape(-1))
+    assert float(loss) == pytest.approx(stats["heldout_loss"], rel=1e-4)
+    assert load_corpus("enwiki").name == "enwiki"
+
+
+def test_reuse_and_find(trained):
+    out, _, stats = trained
+    kw = dict(n_layers=1, d_model=32, n_heads=2, steps=6, seq_len=16, batch=4, n_heldout=4, lr=1e-2, out_dir=out)
+    assert find_small_lm(arch="llama", seed=0, **kw) == out
+    assert find_small_lm(arch="llama", seed=1, **kw) is None  # other seed: config differs
+    _, again = train_small_lm(arch="llama", seed=0, **kw)  # reuse=True: loads, no training
+    assert again["loss_curve"] == stats["loss_curve"]
+    assert json.loads((out / "training_stats.json").read_text())["config"]["seed"] == 0
+
+
+@pytest.mark.parametrize("bad", [{"arch": "rnn"}, {"tokenizer": "bert"}, {"steps": 0}, {"d_model": 30, "n_heads": 4}])
+def test_bad_requests_raise(bad, tmp_path):
+    with pytest.raises(SmallLMError):
+        train_small_lm(out_dir=tmp_path / "x", **bad)
+
+
+def test_load_rejects_non_model_folder(tmp_path):
+    with pytest.raises(SmallLMError, match="config.json"):
+        load_small_lm(tmp_path)

@@ -1,0 +1,273 @@
+"""Talking-heads building blocks on the tiny models: SVDs, composition scores, edits, data."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from interp.analyses.talking_heads_interventions import (
+    ComponentEdit,
+    attention_to_positions,
+    component_hooks,
+    scaled_component,
+)
+from interp.analyses.talking_heads_svd import (
+    CompositionModeError,
+    component_scores,
+    composition_scores,
+    composition_scores_dense,
+    direction_scores,
+    group_singular_values,
+    head_svds,
+    receiver_svd,
+    subspace_scores,
+)
+from interp.data.laundry_list import TaskSizeError, ioi_task, laundry_list_task, task_accuracy
+from interp.models import load_model
+
+
+@pytest.fixture(scope="module", params=["tiny-gpt2", "tiny-llama"])
+def own_model(request):
+    """A private copy of each tiny model (the weight-edit tests modify parameters)."""
+    return load_model(request.param, seed=0)
+
+
+def _prompts(model):
+    return model.to_tokens(["The cat sat on the mat and the dog ran", "When Mary and John went to the shop, John"], pad=True)
+
+
+# ----------------------------------------------------------------- SVD and composition
+def test_head_svd_reconstructs_folded_circuits(tiny_model):
+    svds = head_svds(tiny_model)
+    w = tiny_model.weights(fold_norms=True)
+    for layer, h in [(0, 0), (tiny_model.cfg.n_layers - 1, tiny_model.cfg.n_heads - 1)]:
+        ov = w.W_V[layer, h] @ w.W_O[layer, h]
+        qk = w.W_Q[layer, h] @ w.W_K[layer, h].T
+        assert torch.allclose(svds["ov"].dense(layer, h), ov, atol=1e-6, rtol=1e-4)
+        assert torch.allclose(svds["qk"].dense(layer, h), qk, atol=1e-6, rtol=1e-4)
+        # singular values agree with a dense SVD
+        dense_s = torch.linalg.svdvals(ov.double())[: svds["ov"].S.shape[-1]].float()
+        assert torch.allclose(svds["ov"].S[layer, h], dense_s, atol=1e-6, rtol=1e-4)
+
+
+@pytest.mark.parametrize("mode", ["q", "k", "v"])
+def test_composition_scores_match_dense_frobenius(tiny_model, mode):
+    svds = head_svds(tiny_model)
+    low = composition_scores(svds, mode, chunk_layers=1)
+    dense = composition_scores_dense(tiny_model, mode)
+    valid = ~torch.isnan(dense)
+    assert torch.equal(valid, ~torch.isnan(low))
+    assert valid.sum() == sum(tiny_model.cfg.n_heads**2 * (tiny_model.cfg.n_layers - 1 - ls) for ls in range(tiny_model.cfg.n_layers))
+    assert torch.allclose(low[valid], dense[valid], atol=1e-6, rtol=1e-5)
+
+
+def test_bad_mode_is_rejected(tiny_gpt2):
+    with pytest.raises(CompositionModeError, match="mode"):
+        composition_scores(head_svds(tiny_gpt2), "x")
+
+
+def test_component_scores_match_direct_projection(tiny_model):
+    svds = head_svds(tiny_model)
+    sender = (0, 1)
+    cs = component_scores(svds, sender, "q", n_random=50)
+    V = svds["ov"].V[0, 1]
+    for gi, grp in enumerate(cs.groups[:3]):
+        for layer, h in [(1, 0), (tiny_model.cfg.n_layers - 1, 2)]:
+            W = svds["qk"].dense(layer, h).double()
+            direct = torch.linalg.norm(V[:, grp].double().T @ W) / torch.linalg.norm(W)
+            assert cs.scores[gi, layer, h].item() == pytest.approx(direct.item(), rel=1e-4)
+    # k mode uses the transposed QK circuit
+    v = V[:, :1]
+    W = svds["qk"].dense(1, 0).double()
+    got = subspace_scores(v, receiver_svd(svds, "k"))[1, 0].item()
+    assert got == pytest.approx((torch.linalg.norm(v.double().T @ W.T) / torch.linalg.norm(W)).item(), rel=1e-4)
+
+
+def test_random_directions_sit_at_the_baseline(tiny_model):
+    """E[score^2] = 1/d_model exactly for uniform unit directions; z of fresh random
+    directions against the sampled baseline has mean ~0 and std ~1."""
+    svds = head_svds(tiny_model)
+    rec = receiver_svd(svds, "q")
+    d = tiny_model.cfg.d_model
+    g = torch.Generator().manual_seed(123)
+    dirs = torch.randn(4000, d, generator=g)
+    sc = direction_scores(dirs, rec)  # n layer head
+    sq = sc.pow(2)
+    se = sq.std(0) / math.sqrt(sq.shape[0])
+    assert ((sq.mean(0) - 1 / d).abs() < 5 * se).all()
+    # z against the baseline used for a sender's rank-1 groups
+    cs = component_scores(svds, (0, 0), "q", n_random=2000, seed=7)
+    k1 = [i for i, grp in enumerate(cs.groups) if len(grp) == 1]
+    assert k1, "tiny model should have non-degenerate singular values"
+    mean, std = cs.baseline_mean[k1[0]], cs.baseline_std[k1[0]]
+    z = (sc[:2000] - mean) / std
+    assert z.mean().abs().item() < 0.1
+    assert z.std().item() == pytest.approx(1.0, abs=0.1)
+
+
+def test_group_singular_values():
+    s = torch.tensor([10.0, 9.9, 9.85, 5.0, 2.0, 1.99, 0.0])
+    assert group_singular_values(s, rel_tol=0.05) == [[0, 1, 2], [3], [4, 5]]
+    assert group_singular_values(s, rel_tol=0.0) == [[0], [1], [2], [3], [4], [5]]
+    # no chaining: each value is compared with its group's largest value
+    assert group_singular_values(torch.tensor([10.0, 9.6, 9.2, 8.8]), rel_tol=0.05) == [[0, 1], [2, 3]]
+    with pytest.raises(ValueError, match="rel_tol"):
+        group_singular_values(s, rel_tol=-1)
+
+
+# ----------------------------------------------------------------- interventions
+def test_weight_edit_alpha_one_changes_nothing(own_model):
+    toks = _prompts(own_model)
+    svds = head_svds(own_model)
+    before = own_model(toks)
+    edits = [ComponentEdit(1, h, svds["ov"].V[1, h, :, 0], 1.0) for h in range(own_model.cfg.n_heads)]
+    with scaled_component(own_model, edits):
+        during = own_model(toks)
+    assert torch.equal(before, during)
+
+
+def test_weight_edit_scales_only_that_singular_value(own_model):
+    toks = _prompts(own_model)
+    svds = head_svds(own_model)
+    params = {k: v.detach().clone() for k, v in own_model.bridge.named_parameters()}
+    before = own_model(toks)
+    layer, h, i, alpha = 1, 2, 1, 3.0
+    S0, V0, U0 = svds["ov"].S[layer, h], svds["ov"].V[layer, h], svds["ov"].U[layer, h]
+    with scaled_component(own_model, [ComponentEdit(layer, h, V0[:, i], alpha)]):
+        after = head_svds(own_model)
+        edited_logits = own_model(toks)
+    hooked = own_model.run_with_hooks(toks, component_hooks(own_model, [ComponentEdit(layer, h, V0[:, i], alpha)]))
+    S1 = after["ov"].S[layer, h]
+    expected = S0.clone()
+    expected[i] *= alpha
+    assert torch.allclose(torch.sort(S1, descending=True).values, torch.sort(expected, descending=True).values, atol=1e-6, rtol=1e-5)
+    # the edited matrix is exactly W_OV + (alpha-1) s_i u_i v_i^T
+    dense_expected = svds["ov"].dense(layer, h) + (alpha - 1) * S0[i] * torch.outer(U0[:, i], V0[:, i])
+    assert torch.allclose(after["ov"].dense(layer, h), dense_expected, atol=1e-6, rtol=1e-4)
+    # every other head is untouched
+    other = [(lx, hx) for lx, hx in own_model.heads() if (lx, hx) != (layer, h)]
+    for lx, hx in other:
+        assert torch.equal(after["ov"].S[lx, hx], svds["ov"].S[lx, hx])
+    # the logits change, and exactly as the hook-based scaling predicts
+    assert (edited_logits - before).abs().max() > 1e-4
+    assert torch.allclose(edited_logits, hooked, atol=1e-5)
+    # parameters are restored bit-exactly
+    for k, v in own_model.bridge.named_parameters():
+        assert torch.equal(v, params[k]), k
+    assert torch.equal(own_model(toks), before)
+
+
+def test_ablation_at_a_position_leaves_earlier_positions_alone(tiny_model):
+    toks = _prompts(tiny_model)
+    svds = head_svds(tiny_model)
+    pos = toks.shape[1] - 2
+    clean = tiny_model(toks)
+    hooks = component_hooks(tiny_model, [ComponentEdit(0, 0, svds["ov"].V[0, 0, :, 0], 0.0)], positions=pos)
+    abl = tiny_model.run_with_hooks(toks, hooks)
+    assert torch.equal(abl[:, :pos], clean[:, :pos])
+    assert (abl[:, pos] - clean[:, pos]).abs().max() > 0
+
+
+def test_ablating_a_direction_outside_the_heads_output_space_is_a_no_op(tiny_model):
+    """A direction orthogonal to the head's OV row space has zero coefficient."""
+    svds = head_svds(tiny_model)
+    V = svds["ov"].V[0, 0]
+    w = tiny_model.weights()
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(tiny_model.cfg.d_model, generator=g)
+    # orthogonal to the row space of the (unfolded) W_O of the head, which contains V's span
+    Q, _ = torch.linalg.qr(w.W_O[0, 0].T)
+    x = x - Q @ (Q.T @ x)
+    assert (V.T @ x).abs().max() < 1e-4 * x.norm()
+    toks = _prompts(tiny_model)
+    clean = tiny_model(toks)
+    abl = tiny_model.run_with_hooks(toks, component_hooks(tiny_model, [ComponentEdit(0, 0, x, 0.0)]))
+    assert torch.allclose(abl, clean, atol=1e-5)
+
+
+def test_bad_edits_are_rejected(tiny_gpt2):
+    with pytest.raises(IndexError, match="out of range"):
+        component_hooks(tiny_gpt2, [ComponentEdit(9, 0, torch.ones(64), 0.0)])
+    with pytest.raises(ValueError, match="non-zero"):
+        hooks = component_hooks(tiny_gpt2, [ComponentEdit(0, 0, torch.zeros(64), 0.0)])
+        tiny_gpt2.run_with_hooks(_prompts(tiny_gpt2), hooks)
+
+
+# ----------------------------------------------------------------- data
+@pytest.mark.parametrize("n_items", [2, 5])
+def test_laundry_list_structure(tiny_model, n_items):
+    task = laundry_list_task(tiny_model, n_items, 8, seed=3)
+    assert task.candidates.shape == (8, n_items)
+    for i in range(8):
+        toks = task.tokens[i, : task.end_pos[i] + 1]
+        ids = toks.tolist()
+        # re-tokenizing the decoded text gives the same tokens (pieces join cleanly)
+        assert tiny_model.tokenizer(task.texts[i], add_special_tokens=False)["input_ids"] == ids
+        cands = task.candidates[i].tolist()
+        assert len(set(cands)) == n_items
+        assert ids.count(cands[0]) == 1  # the answer is mentioned once
+        for c in cands[1:]:
+            assert ids.count(c) == 2  # every other item twice
+        assert set(toks[task.repeated_mask[i, : len(ids)]].tolist()) == set(cands[1:])
+        assert toks[task.answer_mask[i, : len(ids)]].tolist() == [cands[0]]
+
+
+def test_ioi_task_and_accuracy(tiny_model):
+    task = ioi_task(tiny_model, 6, seed=1)
+    assert task.n_items == 2
+    for i in range(6):
+        ids = task.tokens[i, : task.end_pos[i] + 1].tolist()
+        assert ids.count(int(task.answer[i])) == 1 and ids.count(int(task.distractor[i])) == 2
+    logits = torch.zeros(6, tiny_model.cfg.d_vocab)
+    logits[torch.arange(6), task.answer] = 1.0
+    assert task_accuracy(logits, task) == (1.0, 1.0)
+    logits[torch.arange(3), task.distractor[:3]] = 2.0
+    assert task_accuracy(logits, task)[0] == 0.5
+
+
+def test_attention_to_positions_sums_the_pattern(tiny_model):
+    task = ioi_task(tiny_model, 4, seed=2)
+    att, _ = attention_to_positions(tiny_model, task.tokens, [(1, 0)], task.end_pos, task.repeated_mask)
+    _, cache = tiny_model.run_with_cache(task.tokens, ["blocks.1.attn.hook_pattern"])
+    pat = cache["blocks.1.attn.hook_pattern"][torch.arange(4), 0, task.end_pos]
+    assert torch.allclose(att[:, 0], (pat * task.repeated_mask).sum(-1), atol=1e-6)
+
+
+def test_task_size_errors(tiny_gpt2):
+    with pytest.raises(TaskSizeError, match="n_items"):
+        laundry_list_task(tiny_gpt2, 1000, 2)
+    with pytest.raises(TaskSizeError, match="n_prompts"):
+        laundry_list_task(tiny_gpt2, 3, 0)
+
+
+# ----------------------------------------------------------------- result + figures
+def test_result_roundtrip_and_figures(tiny_gpt2, tmp_path):
+    import pandas as pd
+
+    from interp.analyses.talking_heads import TalkingHeadsResult, top_pairs
+    from interp.results import load_run
+    from interp.viz import figures_for
+
+    svds = head_svds(tiny_gpt2)
+    comp = composition_scores(svds, "q")
+    n = tiny_gpt2.cfg.n_layers * tiny_gpt2.cfg.n_heads
+    laundry = pd.DataFrame({"n_items": [2, 3, 2, 3], "accuracy": [0.9, 0.5, 0.95, 0.6], "logit_diff": [1.0, 0.5, 1.1, 0.6],
+                            "chance": [0.5, 1 / 3, 0.5, 1 / 3], "alpha": [1.0, 1.0, 2.0, 2.0]})
+    channels = pd.DataFrame({"sender": ["L0H0"], "group": [0], "receiver": ["L1H0"], "z": [2.0], "effect": [0.1]})
+    ablation = pd.DataFrame({"condition": ["clean", "top_components"], "receiver": ["L1H0"] * 2,
+                             "attn_to_s": [0.3, 0.4], "attn_to_io": [0.5, 0.4], "logit_diff": [1.0, 0.8]})
+    res = TalkingHeadsResult(experiment="talking-heads", metrics={"random_baseline_rank1": 0.125},
+                             arrays={"comp_q": comp.reshape(n, n).numpy()},
+                             tables={"laundry": laundry, "channels": channels, "ablation": ablation,
+                                     "top_pairs_q": top_pairs(comp, tiny_gpt2.cfg.n_heads, 5)},
+                             model=tiny_gpt2.describe())
+    loaded = load_run(res.save(tmp_path))
+    assert isinstance(loaded, TalkingHeadsResult)
+    figs = dict(figures_for(loaded))
+    lines = {t.name: list(t.y) for t in figs["Laundry List accuracy"].data}
+    assert lines["unedited"] == [0.9, 0.5] and lines["top components x 2"] == [0.95, 0.6]
+    heat = figs["Q-composition"].data[0]
+    assert heat.z[0][n - 1] == pytest.approx(float(comp[0, 0, -1, -1]))
+    assert loaded.tables["top_pairs_q"]["score"].iloc[0] == pytest.approx(float(comp.nan_to_num(-1).max()))
