@@ -129,7 +129,7 @@ def main() -> None:
           f"bigram table {res['bigram_table_mib']:.1f} MiB vs dense {res['dense_float32_gib']:.1f} GiB")
     out = Path(__file__).resolve().parent / "results"
     out.mkdir(exist_ok=True)
-    tag = args.model.replace("/", "_").replace(".", "_")
+    tag = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in (Path(args.model).name or args.model))
     (out / f"bigram_subnetworks_{tag}.json").write_text(json.dumps(res, indent=1))
 
 

@@ -96,9 +96,12 @@ def browser_latency(base: str, labels: list[str], n_loads: int, n_switches: int)
         page.goto(f"{base}/head?head={labels[0]}")
         page.wait_for_selector("#head-graph .js-plotly-plot .gtitle")
         for i in range(n_switches):
+            label = labels[(i + 1) % len(labels)]
             page.click("#head-select")
-            page.wait_for_selector(".dash-dropdown-option")
-            switches.append(page.evaluate(SWITCH_JS, [labels[(i + 1) % len(labels)]]))
+            page.locator("input.dash-dropdown-search").first.fill(label)  # the option list is virtualised: filter it
+            page.wait_for_function("l => Array.from(document.querySelectorAll('.dash-dropdown-option'))"
+                                   ".some(o => o.innerText.trim() === l)", arg=label)
+            switches.append(page.evaluate(SWITCH_JS, [label]))
             page.wait_for_timeout(50)
         ctx.close()
         b.close()
@@ -157,6 +160,7 @@ def main() -> None:
     ap.add_argument("--sessions", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--tsne", action="store_true", help="also time one head's t-SNE")
+    ap.add_argument("--atlas-run", default=None, help="use this saved atlas run instead of precomputing (no precompute timing)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "bench_dashboard.json"))
     args = ap.parse_args()
 
@@ -166,11 +170,20 @@ def main() -> None:
     from interp.models import load_model
 
     model = load_model(args.model)
-    res, pre = precompute(model, args.n_seqs, args.seq_len, args.tsne)
-    print(f"atlas precompute, all {pre['heads']} heads, {args.n_seqs} x {args.seq_len} tokens: {pre['precompute_all_heads_s']} s "
-          f"(collect {pre['stage_collect_s']} s, normalise {pre['stage_normalise_s']} s, PCA+corr {pre['stage_pca_s']} s)")
     runs = Path(tempfile.mkdtemp(prefix="bench-dash-"))
-    res.save(runs)
+    if args.atlas_run:
+        import shutil
+
+        from interp.results import load_run
+
+        res = load_run(args.atlas_run)
+        shutil.copytree(args.atlas_run, runs / Path(args.atlas_run).name)
+        pre = {"reused_run": str(args.atlas_run), "points_per_head": int(res.arrays["pca"].shape[2])}
+    else:
+        res, pre = precompute(model, args.n_seqs, args.seq_len, args.tsne)
+        print(f"atlas precompute, all {pre['heads']} heads, {args.n_seqs} x {args.seq_len} tokens: {pre['precompute_all_heads_s']} s "
+              f"(collect {pre['stage_collect_s']} s, normalise {pre['stage_normalise_s']} s, PCA+corr {pre['stage_pca_s']} s)")
+        res.save(runs)
     app = create_app(runs, model_name=args.model, model=model)
     srv = make_server("127.0.0.1", 0, app.server, threaded=True)
     threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()

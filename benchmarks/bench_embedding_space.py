@@ -90,9 +90,14 @@ def main() -> None:
     ap.add_argument("--dense-heads", type=int, default=30)
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--chunk", type=int, default=1024)
+    ap.add_argument("--all-heads-from", default=None, help="take the all-heads subset run from this earlier JSON instead of rerunning it")
     a = ap.parse_args()
     common = {"k": a.k, "chunk": a.chunk}
-    sub_chunk = run({**common, "name": "subset-chunked", "vocab": a.vocab, "heads": None, "dense": False, "spread": False})
+    if a.all_heads_from:
+        sub_chunk = {**json.loads(Path(a.all_heads_from).read_text())["runs"][0], "from_earlier_run": a.all_heads_from}
+        print(json.dumps(sub_chunk), flush=True)
+    else:
+        sub_chunk = run({**common, "name": "subset-chunked", "vocab": a.vocab, "heads": None, "dense": False, "spread": False})
     sub_chunk_s = run({**common, "name": "subset-chunked-sample", "vocab": a.vocab, "heads": a.dense_heads, "dense": False, "spread": True})
     sub_dense = run({**common, "name": "subset-dense-sample", "vocab": a.vocab, "heads": a.dense_heads, "dense": True, "spread": True})
     full = run({**common, "name": "full-chunked-sample", "vocab": None, "heads": a.full_heads, "dense": False, "spread": True})
@@ -104,6 +109,7 @@ def main() -> None:
         "chunked_over_dense_time_ratio_subset": sub_chunk_s["seconds"] / sub_dense["seconds"],
         "chunked_over_dense_increment_ratio_subset": sub_chunk_s["peak_increment_gb"] / max(sub_dense["peak_increment_gb"], 1e-9),
         "full_vocab_seconds_per_circuit": full["seconds_per_circuit"],
+        "full_vocab_max_circuit_seconds": full["max_circuit_seconds"],
         "full_vocab_all_heads_seconds_EXTRAPOLATED": full["seconds_per_circuit"] * 2 * 270,
         "full_vocab_fraction_computed": full["mean_fraction_computed"],
         "full_vocab_peak_increment_gb": full["peak_increment_gb"],

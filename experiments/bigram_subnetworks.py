@@ -48,6 +48,7 @@ def main() -> None:
     p.add_argument("--seq-len", type=int, default=None)
     p.add_argument("--n-eval", type=int, default=None, help="held-out windows")
     p.add_argument("--no-pruning", action="store_true", help="skip the optimal-pruning mask")
+    p.add_argument("--ridge-only", action="store_true", help="only the residual-stream ridge regressions (printed, not saved)")
     args = p.parse_args()
 
     import torch
@@ -73,6 +74,17 @@ def main() -> None:
     if args.n_eval is not None:
         s.n_eval_windows = args.n_eval
     s.pruning = not args.no_pruning
+    if args.ridge_only:
+        from interp.analyses.bigram_eval import ridge_profile
+        from interp.analyses.bigram_subnetworks import tokenize_docs, windows_from_docs
+        from interp.data.corpus import load_corpus
+
+        ids = tokenize_docs(load_corpus(s.corpus), model.tokenizer, "heldout", s.max_docs)
+        held = windows_from_docs(ids, s.seq_len, s.n_eval_windows, args.seed, model.tokenizer.eos_token_id)
+        rp = ridge_profile(model, held[: s.ridge_windows], seed=args.seed)
+        for key, vals in rp.items():
+            print(key, " ".join(f"{v:.3f}" for v in vals))
+        return
     start = time.perf_counter()
     res = run_bigram_subnetworks(model, s, t, seed=args.seed, log=print)
     res.config["quick"] = args.quick

@@ -19,6 +19,7 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="few prompts and corpus tokens (seconds to a minute)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n-prompts", type=int, default=None, help="prompts per class for each task (default 8 quick, 20 full)")
+    p.add_argument("--no-patching", action="store_true", help="skip the per-head patching validation (the slow part)")
     args = p.parse_args()
 
     from interp.analyses.obsprop import run_experiment
@@ -26,7 +27,7 @@ def main() -> None:
 
     model = load_model(args.model, seed=args.seed)
     start = time.perf_counter()
-    result = run_experiment(model, quick=args.quick, seed=args.seed, n_prompts=args.n_prompts)
+    result = run_experiment(model, quick=args.quick, seed=args.seed, n_prompts=args.n_prompts, patching=not args.no_patching)
     elapsed = time.perf_counter() - start
     path = result.save(args.out)
     print(result.summary().to_string(index=False))

@@ -44,7 +44,7 @@ CELLS = [
         "p = table.probs([of])[0]\n"
         "print('top continuations of \" of\":', [(model.tokenizer.decode([i]), round(float(p[i]), 3)) for i in p.argsort()[::-1][:8]])"
     ),
-    new_markdown_cell("## Learn the masks and evaluate\nQuick settings: 10 steps per mask, 4 x 32 tokens per batch, temperature grown to 50."),
+    new_markdown_cell("## Learn the masks and evaluate\nQuick settings: 6 steps per mask, 4 x 32 tokens per batch, temperature grown to 50."),
     new_code_cell(
         "settings, train_cfg = default_settings(model, quick=True)\n"
         "print(settings)\nprint(train_cfg)\n"

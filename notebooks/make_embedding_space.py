@@ -40,7 +40,8 @@ CELLS = [
     new_code_cell(
         "L = model.cfg.n_layers\n"
         "result = run_experiment(model, quick=True, pair_layers=[L - 1], neuron_layers=[L // 2], recall_seqs=2,\n"
-        "                        align_layers=[0, L // 3, 2 * L // 3, L - 1], jaccard_neurons=64, pinv_neurons=30)\n"
+        "                        align_layers=[0, L // 3, 2 * L // 3, L - 1], jaccard_neurons=64, pinv_neurons=30,\n"
+        "                        align_small_lms=False)\n"
         "result.summary()"
     ),
     new_code_cell("result.tables['neurons'].head(6)"),

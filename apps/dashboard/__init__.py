@@ -1,0 +1,1 @@
+"""The interp dashboard (Dash): attention atlas and one page per analysis kind; see app.py."""

@@ -50,6 +50,8 @@ def home(data: DashboardData, search: str | None) -> Any:
 
 
 def _fmt(v: Any) -> str:
+    if v is None:
+        return "n/a"
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 

@@ -144,16 +144,22 @@ def overlap_test(
 
 
 def ridge_profile(
-    model: Any, tokens: Int[Tensor, "n seq"], alpha: float = 1.0, test_fraction: float = 0.25, seed: int = 0, max_rows: int = 4000
+    model: Any,
+    tokens: Int[Tensor, "n seq"],
+    alphas: Sequence[float] = (0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0),
+    test_fraction: float = 0.25,
+    seed: int = 0,
+    max_rows: int = 4000,
 ) -> dict[str, np.ndarray]:
     """Per layer, held-out R^2 of ridge regressions from the residual stream to
     (a) the current token's embedding and (b) the final (normalised) residual.
 
     Index 0 is the input to block 0 (the embedding), index l+1 the output of block l.
-    Inputs are standardised per feature before the ridge (alpha is then scale-free); R^2
-    is variance-weighted over output dimensions, on a random held-out share of positions.
+    Inputs are standardised per feature; the ridge penalty is chosen from ``alphas`` by
+    leave-one-out CV on the training rows only (sklearn RidgeCV); R^2 is variance-weighted
+    over output dimensions, on a random held-out share of positions.
     """
-    from sklearn.linear_model import Ridge
+    from sklearn.linear_model import RidgeCV
     from sklearn.metrics import r2_score
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -175,6 +181,6 @@ def ridge_profile(
     for i, name in enumerate(names):
         x = flat(cache[name])
         for y, out in ((y_emb, r2_emb), (y_fin, r2_fin)):
-            reg = make_pipeline(StandardScaler(), Ridge(alpha=alpha)).fit(x[train], y[train])
+            reg = make_pipeline(StandardScaler(), RidgeCV(alphas=alphas)).fit(x[train], y[train])
             out[i] = r2_score(y[test], reg.predict(x[test]), multioutput="variance_weighted")
     return {"r2_embedding": r2_emb, "r2_final": r2_fin}

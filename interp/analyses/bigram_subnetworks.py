@@ -70,7 +70,6 @@ class BigramSubnetworkSettings:
     pruning: bool = True  # also learn the "optimal pruning" mask (model's own predictions)
     n_perm: int = 10_000
     ridge_windows: int = 16
-    ridge_alpha: float = 1.0
     eval_batch: int = 8
 
 
@@ -81,14 +80,14 @@ def default_settings(model: Any, quick: bool) -> tuple[BigramSubnetworkSettings,
     n_run = 2 if big else None
     if quick:
         s = BigramSubnetworkSettings(
-            n_layers_run=n_run, seq_len=32, n_train_windows=64, n_eval_windows=8, max_docs=30,
+            n_layers_run=n_run, seq_len=32, n_train_windows=64, n_eval_windows=4 if big else 8, max_docs=30,
             n_perm=2000, ridge_windows=4, eval_batch=8,
         )
-        steps = 10 if big else 20
+        steps = 6 if big else 10
         t = MaskTrainConfig(steps=steps, batch=4, lr=0.1, t_growth=50 ** (1 / steps), lam=10.0)
     else:
         s = BigramSubnetworkSettings(n_layers_run=n_run, seq_len=64, n_eval_windows=16 if big else 32, ridge_windows=16)
-        steps = 60 if big else 400
+        steps = 60 if big else 150
         t = MaskTrainConfig(steps=steps, batch=8, lr=0.05, t_growth=100 ** (1 / steps), lam=10.0)
     return s, t
 
@@ -197,7 +196,7 @@ def run_bigram_subnetworks(
         )
     if s.ridge_windows > 0:
         with timed(timings, "ridge"):
-            rp = ridge_profile(model, held[: s.ridge_windows], alpha=s.ridge_alpha, seed=seed)
+            rp = ridge_profile(model, held[: s.ridge_windows], seed=seed)
         arrays["ridge_r2_embedding"] = rp["r2_embedding"]
         arrays["ridge_r2_final"] = rp["r2_final"]
         metrics.update({

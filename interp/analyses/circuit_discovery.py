@@ -71,15 +71,23 @@ class Circuit:
         return out
 
 
+def pattern_cache(model: HookedModel, tokens: Tensor) -> dict[str, Tensor]:
+    """Attention patterns of every layer (one forward pass), for `attention_between`."""
+    names = [f"blocks.{layer}.attn.hook_pattern" for layer in range(model.cfg.n_layers)]
+    return model.run_with_cache(tokens, names, return_logits=False)[1]
+
+
 def attention_between(
-    model: HookedModel, tokens: Tensor, src: Tensor, dst: Tensor, layers: list[int] | None = None
+    model: HookedModel, tokens: Tensor, src: Tensor, dst: Tensor, layers: list[int] | None = None,
+    cache: dict[str, Tensor] | None = None,
 ) -> Float[Tensor, "layer head"]:
     """Mean attention weight from query positions ``src`` [n] to key positions ``dst`` [n]
-    ([n, k] sums over several keys), per head."""
+    ([n, k] sums over several keys), per head. ``cache``: from `pattern_cache`."""
     L = model.cfg.n_layers
     layers = list(range(L)) if layers is None else layers
     names = [f"blocks.{layer}.attn.hook_pattern" for layer in layers]
-    _, cache = model.run_with_cache(tokens, names, return_logits=False)
+    if cache is None:
+        _, cache = model.run_with_cache(tokens, names, return_logits=False)
     rows = torch.arange(tokens.shape[0])
     dst = dst if dst.ndim == 2 else dst[:, None]
     out = torch.full((L, model.cfg.n_heads), float("nan"))
@@ -106,8 +114,9 @@ def _select(scores: Tensor, cfg: DiscoveryConfig, sign: int | None = None) -> li
 def _screen(model, clean, corrupt, metric, receivers, recv_input, cfg) -> list[Head]:
     """Senders most likely to matter for the receivers (attribution-patching edge scores)."""
     kv = recv_input != "q"
-    att = attribution_patch(model, clean, corrupt, metric, edges=(recv_input,))
     rep = model.cfg.n_heads // model.cfg.n_kv_heads
+    recv_idx = sorted({(layer, h // rep if kv else h) for layer, h in receivers})
+    att = attribution_patch(model, clean, corrupt, metric, edges=(recv_input,), receivers=recv_idx)
     tot = torch.zeros(model.cfg.n_layers, model.cfg.n_heads)
     for layer, h in receivers:
         tot += att.edges[recv_input][:, :, layer, h // rep if kv else h].abs()
@@ -153,14 +162,16 @@ def discover_ioi(model: HookedModel, ds, cfg: DiscoveryConfig, corruption: str =
     metric = logit_diff_metric(ds.io_ids, ds.s_ids, ds.end)
     P = ds.positions
     sp = P["END"] if cfg.sender_positions == "end" else None
+    pc = pattern_cache(model, clean)
     att = {
-        "end_io": attention_between(model, clean, P["END"], P["IO"]),
-        "end_s": attention_between(model, clean, P["END"], torch.stack([P["S1"], P["S2"]], 1)),
-        "end_s2": attention_between(model, clean, P["END"], P["S2"]),
-        "s2_s1p1": attention_between(model, clean, P["S2"], P["S1+1"]),
-        "s2_s1": attention_between(model, clean, P["S2"], P["S1"]),
-        "s1p1_s1": attention_between(model, clean, P["S1+1"], P["S1"]),
+        "end_io": attention_between(model, clean, P["END"], P["IO"], cache=pc),
+        "end_s": attention_between(model, clean, P["END"], torch.stack([P["S1"], P["S2"]], 1), cache=pc),
+        "end_s2": attention_between(model, clean, P["END"], P["S2"], cache=pc),
+        "s2_s1p1": attention_between(model, clean, P["S2"], P["S1+1"], cache=pc),
+        "s2_s1": attention_between(model, clean, P["S2"], P["S1"], cache=pc),
+        "s1p1_s1": attention_between(model, clean, P["S1+1"], P["S1"], cache=pc),
     }
+    del pc
     circ = Circuit()
     m = cfg.role_margin
     st1 = run_stage(model, "heads->logits", clean, corrupt, metric, cfg, sender_pos=sp)
@@ -194,10 +205,12 @@ def discover_colored_objects(model: HookedModel, ds, cfg: DiscoveryConfig, metri
     P = ds.positions
     clean, corrupt = ds.tokens, ds.corrupt_tokens
     sp = P["END"] if cfg.sender_positions == "end" else None
+    pc = pattern_cache(model, clean)
     att = {
-        "end_ans": attention_between(model, clean, P["END"], P["ANS"]),
-        "end_dis": attention_between(model, clean, P["END"], torch.stack([P["D1"], P["D2"]], 1)),
+        "end_ans": attention_between(model, clean, P["END"], P["ANS"], cache=pc),
+        "end_dis": attention_between(model, clean, P["END"], torch.stack([P["D1"], P["D2"]], 1), cache=pc),
     }
+    del pc
     circ = Circuit()
     st1 = run_stage(model, "heads->logits", clean, corrupt, metric, cfg, sender_pos=sp)
     circ.stages.append(st1)

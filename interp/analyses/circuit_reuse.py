@@ -15,6 +15,7 @@ Steps (Wang et al. 2022; Merullo et al. 2023; reimplemented, model-agnostic):
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict
 from typing import Any
 
@@ -29,6 +30,7 @@ from interp.analyses.circuit_discovery import (
     attention_between,
     discover_colored_objects,
     discover_ioi,
+    pattern_cache,
     roles_table,
 )
 from interp.analyses.circuit_intervention import colour_accuracy, overlap, overlap_curve, run_with_attention_override
@@ -46,6 +48,7 @@ from interp.patching import (
 from interp.results import Result, register_result_kind, timed
 
 EXPERIMENT = "ioi-reuse"
+log = logging.getLogger(__name__)
 OVERLAP_FRACS = (0.02, 0.05, 0.1, 0.2, 0.3, 0.5)
 
 
@@ -127,26 +130,30 @@ def run_experiment(model: HookedModel, quick: bool = False, seed: int = 0, **ove
     tables: dict[str, pd.DataFrame] = {}
     notes: list[str] = []
     L, H = model.cfg.n_layers, model.cfg.n_heads
+    def step(name: str):
+        log.info("ioi-reuse: %s (done so far: %s)", name, timings)
+        return timed(timings, name)
+
     with timed(timings, "total"):
-        with timed(timings, "data"):
+        with step("data"):
             ioi_all = make_ioi_dataset(model, s["n_ioi_discovery"] + s["n_ioi_heldout"], seed=seed)
             disc = ioi_all.subset(slice(0, s["n_ioi_discovery"]))
             held = ioi_all.subset(slice(s["n_ioi_discovery"], len(ioi_all)))
             cobj_d = make_colored_objects_dataset(model, s["n_cobj"], seed=seed)
             cobj_e = make_colored_objects_dataset(model, s["n_cobj_eval"], seed=seed + 1000)
-        with timed(timings, "performance"):
+        with step("performance"):
             metrics["ioi_accuracy"], metrics["ioi_logit_diff"] = ioi_performance(model, held)
             _, metrics["cobj_accuracy"], metrics["cobj_logit_diff"] = cobj_metric(model, cobj_e)
-        with timed(timings, "ioi_discovery"):
+        with step("ioi_discovery"):
             ioi_c, ioi_att = discover_ioi(model, disc, dcfg)
-        with timed(timings, "heldout_roles"):
+        with step("heldout_roles"):
             _heldout_roles(model, held, ioi_c, metrics)
-        with timed(timings, "faithfulness"):
-            ev = _evaluate(model, held, ioi_c, s, metrics, tables)
-        with timed(timings, "cobj_discovery"):
+        with step("faithfulness"):
+            _evaluate(model, held, ioi_c, s, metrics, tables)
+        with step("cobj_discovery"):
             cmetric, _, _ = cobj_metric(model, cobj_d)
             cobj_c, cobj_att = discover_colored_objects(model, cobj_d, dcfg, cmetric)
-        with timed(timings, "overlap"):
+        with step("overlap"):
             ov = overlap(ioi_c.heads, cobj_c.heads)
             metrics["ioi_circuit_size"] = float(len(ioi_c.heads))
             metrics["cobj_circuit_size"] = float(len(cobj_c.heads))
@@ -157,12 +164,12 @@ def run_experiment(model: HookedModel, quick: bool = False, seed: int = 0, **ove
             curve = pd.DataFrame(overlap_curve(imp_i, imp_c, OVERLAP_FRACS))
             tables["overlap_curve"] = curve
             arrays["ioi_importance"], arrays["cobj_importance"] = imp_i.numpy(), imp_c.numpy()
-        with timed(timings, "intervention"):
+        with step("intervention"):
             groups = _intervention_groups(ioi_c, s["n_intervene"])
             metrics.update(_intervention(model, cobj_e, groups))
             tables["intervention_heads"] = pd.DataFrame(
                 [{"group": g, "head": head_name(*h)} for g, hs in groups.items() for h in hs], columns=["group", "head"])
-        with timed(timings, "attr_vs_act"):
+        with step("attr_vs_act"):
             sp_ds = held.subset(slice(0, min(len(held), s["n_spearman_prompts"])))
             rho, act_e, att_e = spearman_attr_vs_act(model, sp_ds, s["spearman_heads"], seed)
             metrics["attr_vs_act_spearman"] = rho
@@ -176,15 +183,16 @@ def run_experiment(model: HookedModel, quick: bool = False, seed: int = 0, **ove
     if not ioi_c.by_role().get("name mover"):
         notes.append("no head passed the name-mover attention test (END->IO > END->S) among the heads->logits heads")
     config = {**s, "discovery": asdict(dcfg), "corruption_discovery": "abc", "mean_ablation": "abc, per template",
-              "overlap_fracs": list(OVERLAP_FRACS), "faithfulness_f_model": ev.f_model}
+              "overlap_fracs": list(OVERLAP_FRACS)}
     return CircuitReuseResult(experiment=EXPERIMENT, metrics=metrics, arrays=arrays, tables=tables, config=config,
                               model=model.describe(), seed=seed, timings=timings, notes=notes)
 
 
 def _heldout_roles(model: HookedModel, held: IOIDataset, circ: Circuit, metrics: dict) -> None:
     P = held.positions
-    io = attention_between(model, held.tokens, P["END"], P["IO"])
-    s = attention_between(model, held.tokens, P["END"], torch.stack([P["S1"], P["S2"]], 1))
+    pc = pattern_cache(model, held.tokens)
+    io = attention_between(model, held.tokens, P["END"], P["IO"], cache=pc)
+    s = attention_between(model, held.tokens, P["END"], torch.stack([P["S1"], P["S2"]], 1), cache=pc)
     nm = circ.by_role().get("name mover", [])
     metrics["n_name_movers"] = float(len(nm))
     if nm:
@@ -196,9 +204,15 @@ def _heldout_roles(model: HookedModel, held: IOIDataset, circ: Circuit, metrics:
 
 def _evaluate(model, held: IOIDataset, circ: Circuit, s: dict, metrics: dict, tables: dict):
     metric = logit_diff_metric(held.io_ids, held.s_ids, held.end)
+    if not circ.heads:
+        for k in ("faithfulness_f_model", "faithfulness_f_circuit", "faithfulness_ratio", "faithfulness_gap",
+                  "incompleteness_worst"):
+            metrics[k] = float("nan")
+        tables["completeness"] = pd.DataFrame(columns=["k", "K", "F_C_minus_K", "F_M_minus_K", "gap"])
+        tables["minimality"] = pd.DataFrame(columns=["head", "alone", "with_class"])
+        return None
     means = ablation_values(model, "mean", held.tokens, held.abc_tokens, held.template_ids)
-    heads = circ.heads or [(0, 0)]
-    ev = evaluate_circuit(model, held.tokens, metric, heads, means, max_k=s["max_k"],
+    ev = evaluate_circuit(model, held.tokens, metric, circ.heads, means, max_k=s["max_k"],
                           classes=circ.by_role(), minimality=s["minimality"])
     metrics["faithfulness_f_model"] = ev.f_model
     metrics["faithfulness_f_circuit"] = ev.f_circuit

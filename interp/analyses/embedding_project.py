@@ -250,10 +250,11 @@ def topk_pairs(
         s = A[rows] @ Bc  # [chunk, m']
         scanned += rows.numel()
         computed += s.numel()
-        kk = min(k, s.numel())
-        v, flat = s.flatten().topk(kk)
-        r = rows[flat // s.shape[1]]
-        c = flat % s.shape[1]
+        kr = min(k, s.shape[1])
+        rv, rc = s.topk(kr, dim=1)  # each row's best k first: small buffers, parallel over rows
+        v, flat = rv.flatten().topk(min(k, rv.numel()))
+        r = rows[flat // kr]
+        c = rc.flatten()[flat]
         c = c if cols is None else cols[c]
         all_s = torch.cat([best_s, v])
         order = torch.argsort(all_s, descending=True, stable=True)[:k]

@@ -74,6 +74,7 @@ def default_config(model: HookedModel, quick: bool) -> dict[str, Any]:
         "pinv_neurons": 64 if quick else 256,
         "seed_models": {"arch": "gpt2", "seeds": [0, 1]},
         "train_seed_models": not quick,
+        "align_small_lms": True,
         "mode": "transpose",
         "chunk": 1024,
     }
@@ -244,8 +245,10 @@ def run_experiment(model: HookedModel, quick: bool = False, seed: int = 0, **ove
         metrics.update(m)
         arrays.update(a)
     with timed(timings, "align_seeds"):
-        pair = small_lm_pair(cfg, train=cfg["train_seed_models"])
-        if pair is None:
+        pair = small_lm_pair(cfg, train=cfg["train_seed_models"]) if cfg["align_small_lms"] else None
+        if not cfg["align_small_lms"]:
+            cfg["seed_alignment"] = "disabled"
+        elif pair is None:
             notes.append("seed alignment skipped: the two small LMs are not cached; run "
                          "experiments/train_small_lm.py --seed 0 and --seed 1 (or a full run) first")
             cfg["seed_alignment"] = "skipped"

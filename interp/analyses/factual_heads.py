@@ -168,7 +168,7 @@ def corrupt_run(
 
 
 def patch_heads(
-    model: HookedModel, enc: Encoded, heads: Sequence[tuple[int, int]], chunk_seqs: int = 256,
+    model: HookedModel, enc: Encoded, heads: Sequence[tuple[int, int]], chunk_seqs: int = 64,
     clean: Tensor | None = None, corrupt: tuple[Tensor, dict[int, Tensor]] | None = None,
 ) -> tuple[Float[Tensor, " n_heads"], dict[str, float]]:
     """Patching effect of each head's END output (clean <- corrupted), see module docstring.

@@ -145,7 +145,7 @@ def analyse(
         corrupt = corrupt_run(model, enc, list(range(c.n_layers)))
         metrics = recall_metrics(clean, enc)
         cm = recall_metrics(corrupt[0], Encoded(**{**enc.__dict__, "answer": enc.corrupt_answer}), "corrupt_")
-        metrics.update({k: v for k, v in cm.items() if k != "corrupt_logit_answer_minus_corrupt"})
+        metrics.update({k: v for k, v in cm.items() if k not in ("corrupt_logit_answer_minus_corrupt", "corrupt_logit_answer_minus_topic")})
         metrics["n_prompts"] = float(len(ds.prompts))
     with timed(timings, "heads_patching"):
         heads = _pick_patch_heads(att, dla, patch_k)
@@ -213,6 +213,7 @@ def analyse(
     metrics["mlp_lens_best_layer"] = float(best)
     metrics["mlp_lens_best_median_rank"] = float(lens["median_rank"][best])
     metrics["mlp_lens_best_top10"] = float(lens["top10"].max())
+    # residual boundary index: 0 = embeddings, i = after layer i-1; -1 = never top-1
     metrics["resid_lens_first_layer_top1"] = float(next((i for i, r in enumerate(resid_rank.tolist()) if r == 0), -1))
 
     # 4. anti-overconfidence

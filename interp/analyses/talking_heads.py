@@ -192,6 +192,9 @@ def run_experiment(model: HookedModel, quick: bool = False, seed: int = 0, **ove
         p, s = correlations(eff["z"].to_numpy(), eff["effect"].to_numpy())
         metrics["corr_z_vs_effect_pearson"], metrics["corr_z_vs_effect_spearman"] = p, s
         metrics["n_channel_pairs"] = float(len(eff))
+        for rec, grp in eff.groupby("receiver"):
+            p, s = correlations(grp["z"].to_numpy(), grp["effect"].to_numpy())
+            metrics[f"corr_z_vs_effect_pearson_{rec}"], metrics[f"corr_z_vs_effect_spearman_{rec}"] = p, s
 
     # --- top components of each sender ablated together at END
     edits_top: list[ComponentEdit] = []
@@ -284,6 +287,9 @@ def _ablation_table(
             rows.append({"condition": name, "receiver": head_name(*r), "attn_to_s": float(a_s[ri]),
                          "attn_to_io": float(a_io[ri]), "logit_diff": ld})
     df = pd.DataFrame(rows)
+    df["control"] = df["condition"].str.startswith("random_")
+    per = df.assign(cond=df["condition"].where(~df["control"], "random")).groupby(["receiver", "cond"])[["attn_to_s", "attn_to_io"]].mean()
+    extra = {f"{col}_{rec}_{cond}": float(val) for (rec, cond), row in per.iterrows() for col, val in row.items()}
     by = df.groupby("condition")[["attn_to_s", "attn_to_io", "logit_diff"]].mean()
     rand = by.loc[[k for k in conds if k.startswith("random_")]].mean() if cfg["n_random_controls"] else by.loc["clean"]
     m = {
@@ -296,5 +302,6 @@ def _ablation_table(
         "receiver_attn_io_clean": float(by.loc["clean", "attn_to_io"]),
         "receiver_attn_io_top_ablated": float(by.loc["top_components", "attn_to_io"]),
         "n_ablated_directions": float(len(edits)),
+        **extra,
     }
     return df, m

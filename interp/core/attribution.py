@@ -100,7 +100,7 @@ class LogitAttribution:
 
     def as_dict(self) -> dict[str, float]:
         """Mean contribution per component label."""
-        return {k: float(v) for k, v in zip(self.labels, self.contributions.mean(1))}
+        return {k: float(v) for k, v in zip(self.labels, self.contributions.mean(1), strict=True)}
 
 
 def logit_direction(

@@ -71,11 +71,21 @@ class Corpus:
 
     def token_stream(self, tokenizer, split: str = "train") -> Iterator[int]:
         """All tokens of a split, documents separated by the EOS token."""
-        sep = tokenizer.eos_token_id
-        for doc in self.split(split):
-            yield from tokenizer(doc, add_special_tokens=False)["input_ids"]
-            if sep is not None:
-                yield sep
+        yield from self._tokens(tokenizer, split)
+
+    def _tokens(self, tokenizer, split: str) -> list[int]:
+        """Tokenized split, memoised per tokenizer (tokenizing enwiki takes seconds)."""
+        key = (getattr(tokenizer, "name_or_path", ""), len(tokenizer), tokenizer.eos_token_id, split, len(self.documents))
+        cache = self.__dict__.setdefault("_token_cache", {})
+        if key not in cache:
+            sep = tokenizer.eos_token_id
+            out: list[int] = []
+            for ids in tokenizer(self.split(split), add_special_tokens=False)["input_ids"]:
+                out.extend(ids)
+                if sep is not None:
+                    out.append(sep)
+            cache[key] = out
+        return cache[key]
 
     def token_sequences(
         self,
@@ -93,7 +103,7 @@ class Corpus:
         if seq_len < 2:
             raise CorpusError("seq_len must be at least 2")
         body = seq_len - 1 if prepend_bos else seq_len
-        stream = list(self.token_stream(tokenizer, split))
+        stream = self._tokens(tokenizer, split)
         n_avail = len(stream) // body
         if n_avail == 0 or (n_seqs is not None and n_seqs > n_avail):
             raise CorpusError(
@@ -109,13 +119,18 @@ class Corpus:
         return windows
 
 
+_BUILTIN: dict[tuple[str, float], Corpus] = {}
+
+
 def load_corpus(source: str | Path | Sequence[str | Path] = "enwiki", heldout_fraction: float = 0.1) -> Corpus:
     """A built-in corpus by name, or the user's text files (one document per file, or per
     blank-line-separated block if there is a single file)."""
-    if source == "enwiki":
-        return Corpus("enwiki", _enwiki_documents(), heldout_fraction)
-    if source == "shakespeare":
-        return Corpus("shakespeare", _shakespeare_documents(), heldout_fraction)
+    if isinstance(source, str) and source in BUILTIN_CORPORA:
+        key = (source, heldout_fraction)
+        if key not in _BUILTIN:  # shared, so tokenizations are memoised across callers
+            docs = _enwiki_documents() if source == "enwiki" else _shakespeare_documents()
+            _BUILTIN[key] = Corpus(source, docs, heldout_fraction)
+        return _BUILTIN[key]
     paths = [Path(source)] if isinstance(source, str | Path) else [Path(p) for p in source]
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:

@@ -13,9 +13,9 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -73,10 +73,9 @@ def _load_hf_gguf(path: Path, dtype: torch.dtype = torch.float32):
 
 
 def _tiny_gpt2(seed: int):
-    from transformers import GPT2Config, GPT2LMHeadModel
+    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
     from interp.models.tokenizers import gpt2_tokenizer_dir
-    from transformers import AutoTokenizer
 
     torch.manual_seed(seed)
     cfg = GPT2Config(vocab_size=50257, n_positions=128, n_embd=64, n_layer=2, n_head=4)

@@ -86,11 +86,12 @@ def _build_hf(arch: str, vocab: int, n_layers: int, d_model: int, n_heads: int, 
 
 
 def _windows(corpus: str, tok, tok_name: str, seq_len: int, split: str) -> Int[Tensor, "n seq_len"]:
-    """All non-overlapping windows of a split (cached on disk: tokenizing takes seconds)."""
-    from interp.data.corpus import load_corpus
+    """All non-overlapping windows of a split (built-in corpora cached on disk: tokenizing takes seconds)."""
+    from interp.data.corpus import BUILTIN_CORPORA, load_corpus
 
-    safe = corpus.replace("/", "_").replace(os.sep, "_")
-    cache = small_lm_root() / "_data" / f"{safe}-{tok_name}-{split}-T{seq_len}.pt"
+    if corpus not in BUILTIN_CORPORA:  # user files may change under the same path: never cached
+        return load_corpus(corpus).token_sequences(tok, seq_len, None, split=split)
+    cache = small_lm_root() / "_data" / f"{corpus}-{tok_name}-{split}-T{seq_len}.pt"
     if cache.is_file():
         return torch.load(cache)
     data = load_corpus(corpus).token_sequences(tok, seq_len, None, split=split)

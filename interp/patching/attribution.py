@@ -67,9 +67,14 @@ def attribution_patch(
     corrupt: Int[Tensor, "batch pos"],
     metric: Metric,
     edges: tuple[str, ...] = (),
+    receivers: list[tuple[int, int]] | None = None,
 ) -> AttributionResult:
     """Attribution-patching estimate for every head, and for head->head edges to the
-    receivers' inputs named in ``edges`` (subset of "q", "k", "v")."""
+    receivers' inputs named in ``edges`` (subset of "q", "k", "v").
+
+    ``receivers`` limits the edge computation to those receiver heads (query-head indices
+    for q, KV-head indices for k/v); other receiver entries are left at zero.
+    """
     for e in edges:
         if e not in ("q", "k", "v"):
             raise PatchingInputError(f"edge receiver input must be q, k or v, got {e!r}")
@@ -94,13 +99,17 @@ def attribution_patch(
             W = {"q": w.W_Q, "k": w.W_K, "v": w.W_V}[e]
             if e != "q":
                 W = W[:, ::rep]  # one column block per KV head (expanded copies are equal)
-            g = torch.stack([grads[f"blocks.{layer}.attn.hook_{e}"].cpu() for layer in range(L)])  # [L,b,p,Hr,d]
-            g_res = einsum(g, W, "l b p h e, l h d e -> l b p h d")
-            if c.normalization == "LN":
-                g_res = g_res - g_res.mean(-1, keepdim=True)
-            scale = torch.stack([sc[f"blocks.{layer}.ln1.hook_scale"].cpu() for layer in range(L)])  # [L,b,p,1]
-            g_res = g_res / scale[..., None]
-            est = einsum(write, g_res, "b p ls hs d, lr b p hr d -> ls hs lr hr") / clean.shape[0]
+            n_r = W.shape[1]
+            est = torch.zeros(L, c.n_heads, L, n_r)
+            wanted = receivers if receivers is not None else [(layer, h) for layer in range(L) for h in range(n_r)]
+            for layer in sorted({r[0] for r in wanted}):
+                hs = sorted({h for rl, h in wanted if rl == layer})
+                g = grads[f"blocks.{layer}.attn.hook_{e}"].cpu()[:, :, hs]  # [b, p, hr, d_head]
+                g_res = einsum(g, W[layer, hs], "b p h e, h d e -> b p h d")
+                if c.normalization == "LN":
+                    g_res = g_res - g_res.mean(-1, keepdim=True)
+                g_res = g_res / sc[f"blocks.{layer}.ln1.hook_scale"].cpu()[:, :, None]
+                est[:, :, layer, hs] = einsum(write, g_res, "b p ls hs d, b p hr d -> ls hs hr") / clean.shape[0]
             causal = torch.arange(L)[:, None] < torch.arange(L)[None, :]
             out_edges[e] = est * causal[:, None, :, None]
     clean_mean = float(clean_vals.mean())

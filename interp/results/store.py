@@ -210,6 +210,8 @@ def load_run(path: str | Path) -> Result:
         notes=manifest.get("notes", []),
         meta=manifest.get("meta", {}),
     )
+    if cls is Result:  # kind not registered in this process: keep the stored kind for figures
+        res.kind = manifest["kind"]  # type: ignore[misc]
     res.path = path
     return res
 

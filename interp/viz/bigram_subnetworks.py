@@ -7,6 +7,8 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 
+import interp.analyses.bigram_subnetworks  # noqa: F401  (registers the result kind, so load_run returns it)
+
 KIND = "bigram-subnetworks"
 
 

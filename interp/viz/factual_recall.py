@@ -6,6 +6,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+import interp.analyses.factual_recall  # noqa: F401  (registers the "factual-recall" result kind for load_run)
+
 KIND = "factual-recall"
 
 

@@ -30,8 +30,8 @@ def main_figure(result: Any) -> go.Figure:
     if imp is None:
         return go.Figure().update_layout(title="obsprop: no importance map in this result")
     rho = result.metrics.get("subject_pronoun_spearman_obsprop_vs_patch", float("nan"))
-    fig = make_subplots(rows=1, cols=2 if patch is not None else 1, subplot_titles=(
-        "ObsProp ||y_h|| (data-free)", "|patching effect| (female->male name)"))
+    titles = ["ObsProp ||y_h|| (data-free)"] + (["|patching effect| (female->male name)"] if patch is not None else [])
+    fig = make_subplots(rows=1, cols=len(titles), subplot_titles=titles)
     layers, heads = imp.shape
     y = [f"L{layer}" for layer in range(layers)]
     x = [f"H{h}" for h in range(heads)]
@@ -39,7 +39,8 @@ def main_figure(result: Any) -> go.Figure:
     if patch is not None:
         fig.add_trace(go.Heatmap(z=np.abs(patch), x=x, y=y, colorscale="Magma"), 1, 2)
     fig.update_yaxes(autorange="reversed")
-    fig.update_layout(title=f"Subject pronoun ' she' - ' he': Spearman(ObsProp, patching) = {rho:.3f}", height=560)
+    title = "Subject pronoun ' she' - ' he'" + (f": Spearman(ObsProp, patching) = {rho:.3f}" if patch is not None else "")
+    fig.update_layout(title=title, height=560)
     return fig
 
 

@@ -53,6 +53,7 @@ def test_selecting_a_head_shows_its_scatter_and_clicked_attention(server, page, 
     page.goto(f"{base}/head?head=L0H1")
     page.wait_for_selector("#head-graph " + GRAPH)
     page.click("#head-select")
+    page.locator("input.dash-dropdown-search").first.fill("L2H3")  # options are virtualised: filter first
     page.locator(".dash-dropdown-option", has_text="L2H3").first.click()
     page.wait_for_function("document.querySelector('#head-title').innerText === 'L2H3'")
     page.wait_for_function("document.querySelector('#head-graph .gtitle').textContent.startsWith('L2H3')")

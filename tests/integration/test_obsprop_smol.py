@@ -73,26 +73,28 @@ def test_batched_patching_matches_single_head_patch(smol):
 
 @pytest.fixture(scope="module")
 def quick_run(smol):
+    """The quick experiment without its patching stage (that stage is tested above)."""
     from interp.analyses.obsprop import run_experiment
 
-    return run_experiment(smol, quick=True, seed=0)
+    return run_experiment(smol, quick=True, seed=0, patching=False)
 
 
-def test_quick_experiment_on_smol(quick_run, tmp_path):
-    from interp.analyses.obsprop_validate import spearman
+def test_quick_experiment_on_smol(quick_run, smol, tmp_path):
     from interp.results import load_run
     from interp.viz import figures_for
 
     r = quick_run
-    imp, patch = r.arrays["importance_subject_pronoun"], r.arrays["patch_subject_pronoun"]
+    imp = r.arrays["importance_subject_pronoun"]
     assert imp.shape == (30, 9) and np.all(imp > 0)
-    assert r.metrics["subject_pronoun_spearman_obsprop_vs_patch"] == pytest.approx(spearman(imp, np.abs(patch)))
-    # the model does prefer " she" after a female name (clean observable > 0)
-    assert r.metrics["subject_pronoun_clean_observable"] > 0
+    assert "patch_subject_pronoun" not in r.arrays and r.config["patching"] is False
     # typical scale is a scalar per norm: single-head directions unchanged
     assert r.metrics["subject_pronoun_cos_ignore_vs_typical_top10"] == pytest.approx(1.0, abs=1e-5)
+    # the coupling table is C = y1.y2/|y1|^2 of the recorded head's features
     c = r.tables["coupling"]
     assert np.allclose(c["abs_error"], (c["C"] - c["slope"]).abs())
+    assert r.metrics["coupling_subject_object_pronoun_C"] == pytest.approx(float(c.loc[c["y2"] == "object_pronoun", "C"].iloc[0]))
+    g0 = smol.weights().ln1_w[0].abs()
+    assert r.metrics["layer0_ln1_gain_max_over_median"] == pytest.approx(float(g0.max() / g0.median()))
     assert all(math.isfinite(v) for v in r.metrics.values())
     loaded = load_run(r.save(tmp_path))
     assert loaded.kind == "obsprop"

@@ -311,3 +311,15 @@ def test_windows_match_corpus_token_sequences(tiny_gpt2):
     assert torch.equal(ours, corpus.token_sequences(tok, 32, 10, "heldout", seed=3))
     with pytest.raises(MaskError, match="windows"):
         windows_from_docs([[1, 2, 3]], 8, 1, 0, None)
+
+
+def test_ridge_recovers_identity_map_at_the_embedding(tiny_llama):
+    """For a rotary model the residual entering block 0 IS the token embedding, so the ridge
+    onto the embedding must be (almost) perfect there and no better anywhere later."""
+    from interp.analyses.bigram_eval import ridge_profile
+
+    tokens = torch.randint(0, 3000, (6, 32), generator=torch.Generator().manual_seed(0))
+    rp = ridge_profile(tiny_llama, tokens, seed=0)
+    assert rp["r2_embedding"].shape == (tiny_llama.cfg.n_layers + 1,)
+    assert rp["r2_embedding"][0] > 0.99
+    assert rp["r2_embedding"][0] >= rp["r2_embedding"][1:].max()

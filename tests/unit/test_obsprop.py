@@ -266,3 +266,52 @@ def test_quick_experiment_on_tiny_models(tiny_model, tmp_path):
     loaded = load_run(r.save(tmp_path))
     assert loaded.metrics == pytest.approx(r.metrics)
     assert len(figures_for(loaded)) >= 5
+
+
+def test_figures_without_patching_arrays():
+    """Figures are pure functions of a Result and cope with a run that skipped patching."""
+    import numpy as np
+    import pandas as pd
+
+    from interp.analyses.obsprop import ObsPropResult
+    from interp.viz import figures_for
+    from interp.viz.obsprop import main_figure
+
+    imp = np.arange(12, dtype=np.float32).reshape(3, 4)
+    r = ObsPropResult(experiment="obsprop", arrays={"importance_subject_pronoun": imp},
+                      tables={"coupling": pd.DataFrame({"head": ["L1H0"], "y2": ["party"], "C": [0.5], "slope": [0.4], "r2": [0.3]})})
+    fig = main_figure(r)
+    assert len(fig.data) == 1 and np.array_equal(np.asarray(fig.data[0].z), imp)
+    titles = [t for t, _ in figures_for(r)]
+    assert "Head importance: subject_pronoun" in titles
+    coupling = dict(figures_for(r))["Coupling coefficients vs corpus slope"]
+    assert list(coupling.data[0].y) == [0.5] and list(coupling.data[1].y) == [0.4]
+
+
+@pytest.mark.parametrize("mode", ["patch", "mean", "zero"])
+def test_batched_patching_matches_single_head(tiny_gpt2, mode):
+    """The one-forward-per-layer map equals patching each head on its own."""
+    from interp.analyses.obsprop_validate import head_patching_map
+
+    m = tiny_gpt2
+    obs = make_observable(m, " she", " he")
+    clean = m.to_tokens(["So, Mary really is a great friend, isn't", "So, Emma really is a great friend, isn't"])
+    corrupt = m.to_tokens(["So, John really is a great friend, isn't", "So, James really is a great friend, isn't"])
+    eff, base = head_patching_map(m, obs, clean, corrupt, mode=mode)
+    names = [f"blocks.{lyr}.attn.hook_z" for lyr in range(m.cfg.n_layers)]
+    logits, cc = m.run_with_cache(clean, names)
+    _, kc = m.run_with_cache(corrupt, names)
+    clean_val = obs.value(logits[:, -1])
+    assert base == pytest.approx(float(clean_val.mean()), rel=1e-5)
+    for layer, h in [(0, 2), (1, 0), (1, 3)]:
+        z = cc[names[layer]]
+        src = {"patch": kc[names[layer]], "mean": z.mean(0, keepdim=True).expand_as(z), "zero": torch.zeros_like(z)}[mode]
+
+        def hook(act, hook, src=src, h=h):
+            act = act.clone()
+            act[:, :, h] = src[:, :, h]
+            return act
+
+        out = m.run_with_hooks(clean, [(names[layer], hook)])
+        single = float((obs.value(out[:, -1]) - clean_val).mean())
+        assert float(eff[layer, h]) == pytest.approx(single, rel=1e-4, abs=1e-5)

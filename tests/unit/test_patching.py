@@ -302,6 +302,9 @@ def test_attribution_edges_equal_injected_gradient(data):
         ref = float((write * g).sum() / ds.tokens.shape[0])
         assert abs(ref - float(res.edges["q"][0, h, r_layer, r_head])) < 1e-4 * max(1.0, abs(ref))
     assert float(res.edges["q"][r_layer, 0, 0, 0]) == 0.0  # no edge from a later layer
+    only = attribution_patch(model, ds.tokens, ds.abc_tokens, metric, edges=("q",), receivers=[(r_layer, r_head)])
+    assert torch.allclose(only.edges["q"][:, :, r_layer, r_head], res.edges["q"][:, :, r_layer, r_head], atol=1e-6)
+    assert float(only.edges["q"][:, :, r_layer, (r_head + 1) % model.cfg.n_heads].abs().sum()) == 0.0
 
 
 def test_bad_inputs(data):
