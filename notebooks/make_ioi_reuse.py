@@ -41,8 +41,8 @@ print(cobj.prompts[0])"""),
 Path-patching stages (heads->logits, ->name-mover queries, ->S-inhibition values,
 ->induction keys), roles from attention, mean-ablation faithfulness, Colored Objects
 stages, overlap, intervention, and attribution-vs-activation patching."""),
-    ("code", """result = run_experiment(model, quick=True, n_ioi_discovery=6, n_cobj=6, max_senders=8,
-                        spearman_heads=27, n_spearman_prompts=4, n_cobj_eval=16)
+    ("code", """result = run_experiment(model, quick=True, n_ioi_discovery=4, n_ioi_heldout=8, n_cobj=4, max_senders=4,
+                        spearman_heads=18, n_spearman_prompts=2, n_cobj_eval=8)
 result.summary()"""),
     ("code", "result.tables['ioi_roles'][['head', 'role', 'heads->logits', 'attn_end_io', 'attn_end_s']]"),
     ("code", "result.tables['cobj_roles'][['head', 'role', 'heads->logits', 'attn_end_ans', 'attn_end_dis']]"),
