@@ -19,7 +19,7 @@ CELLS = [
         "subnetwork that best reproduces the full model (\"optimal pruning\").\n\n"
         "This notebook runs the quick settings on SmolLM2-135M truncated to its first 2 blocks "
         "(masks on every weight matrix of both), so the numbers are a first look, not the "
-        "reproduction (see `docs/reproduction/bigram_subnetworks.md`)."
+        "reproduction (see `docs/REPRODUCTION.md`, section \"Bigram subnetworks\")."
     ),
     new_code_cell(
         "import os\n"
