@@ -19,6 +19,7 @@ import sys
 import tarfile
 import tempfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,12 +159,23 @@ def install_from_archive(name: str, archive: Path) -> Path:
             f"sha256 mismatch for asset {name!r} ({archive.name}): expected "
             f"{asset.archive_sha256}, got {digest}; nothing was cached"
         )
-    final = asset_dir(name)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=final.parent))
-    try:
+
+    def build(tmp: Path) -> None:
         _extract(archive, asset.members, tmp, asset.member_glob)
         (tmp / COMPLETE).write_text(digest)
+
+    return atomic_dir(asset_dir(name), build)
+
+
+def atomic_dir(final: Path, build: Callable[[Path], None]) -> Path:
+    """Fill a hidden temporary folder with ``build(tmp)``, then rename it to ``final``.
+
+    An error or interrupt inside ``build`` leaves no ``final`` and no temporary folder.
+    """
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    try:
+        build(tmp)
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)

@@ -10,16 +10,13 @@ Anything else raises UnknownModelError listing what is available.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from interp.models.assets import asset_dir, cache_root, is_cached, require_asset, sha256_file
+from interp.models.assets import asset_dir, atomic_dir, cache_root, is_cached, require_asset, sha256_file
 
 DEFAULT_MODEL = "smollm2-135m"
 SMOLLM2_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -46,19 +43,13 @@ def smollm2_cache_dir() -> Path:
     if (final / "model.safetensors").is_file() and (final / "tokenizer.json").is_file():
         return final
     gguf_dir = require_asset("smollm2-135m-gguf")
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".smollm2-135m.", dir=final.parent))
-    try:
+
+    def build(tmp: Path) -> None:
         hf, tok = _load_hf_gguf(gguf_dir / SMOLLM2_GGUF)
         hf.save_pretrained(tmp)
         tok.save_pretrained(tmp)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return final
+
+    return atomic_dir(final, build)
 
 
 def _load_hf_gguf(path: Path, dtype: torch.dtype = torch.float32):

@@ -6,28 +6,11 @@ hand it must live in a folder that ``AutoTokenizer.from_pretrained`` can read.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from interp.models.assets import cache_root, require_asset
-
-
-def _atomic_dir(final: Path, build) -> Path:
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
-    try:
-        build(tmp)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return final
+from interp.models.assets import atomic_dir, cache_root, require_asset
 
 
 def gpt2_tokenizer_dir() -> Path:
@@ -51,7 +34,7 @@ def gpt2_tokenizer_dir() -> Path:
         )
         tok.save_pretrained(tmp)
 
-    return _atomic_dir(final, build)
+    return atomic_dir(final, build)
 
 
 def load_gpt2_tokenizer() -> PreTrainedTokenizerBase:
