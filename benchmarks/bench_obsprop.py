@@ -14,22 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
-import time
 from pathlib import Path
 
 import torch
+from _timing import median_time  # benchmarks/_timing.py (scripts run from this folder)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-
-def _median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -61,9 +51,9 @@ def main() -> None:
         return head_patching_map(model, obs, clean, corrupt)
 
     obsprop_map(), forward()  # warm-up
-    t_obs = _median_time(obsprop_map, args.repeats)
-    t_fwd = _median_time(forward, args.repeats)
-    t_patch = _median_time(patch_map, max(1, args.repeats // 2))
+    t_obs = median_time(obsprop_map, args.repeats)
+    t_fwd = median_time(forward, args.repeats)
+    t_patch = median_time(patch_map, max(1, args.repeats // 2))
     out = {
         "model": args.model, "torch_threads": torch.get_num_threads(), "n_prompts": args.n,
         "prompt_tokens": int(clean.shape[1]), "n_heads_total": model.cfg.n_layers * model.cfg.n_heads,

@@ -8,25 +8,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 from pathlib import Path
 
 import torch
+from _timing import median_time  # benchmarks/_timing.py (scripts run from this folder)
 
 from interp.data.corpus import load_corpus
 from interp.models import load_model
 from interp.models.assets import require_asset
 from interp.models.registry import SMOLLM2_GGUF, SMOLLM2_HUB_ID, _load_hf_gguf
-
-
-def _median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -46,8 +36,8 @@ def main() -> None:
         hf, tok = _load_hf_gguf(gguf)
         TransformerBridge.boot_transformers(SMOLLM2_HUB_ID, hf_model=hf, tokenizer=tok, device="cpu")
 
-    out["load_gguf_s"] = _median_time(load_gguf, 1)
-    out["load_cached_s"] = _median_time(lambda: load_model("smollm2-135m"), args.repeats)
+    out["load_gguf_s"] = median_time(load_gguf, 1)
+    out["load_cached_s"] = median_time(lambda: load_model("smollm2-135m"), args.repeats)
     out["load_ratio_gguf_over_cached"] = out["load_gguf_s"] / out["load_cached_s"]
 
     # --- forward passes
@@ -57,9 +47,9 @@ def main() -> None:
     selected = [f"blocks.{layer}.attn.hook_z" for layer in range(L)] + [f"blocks.{L - 1}.hook_resid_post"]
     with torch.no_grad():
         model(toks)  # warm-up
-        out["forward_s"] = _median_time(lambda: model(toks), args.repeats)
-        out["cache_selected_s"] = _median_time(lambda: model.run_with_cache(toks, selected), args.repeats)
-        out["cache_all_s"] = _median_time(lambda: model.bridge.run_with_cache(toks), args.repeats)
+        out["forward_s"] = median_time(lambda: model(toks), args.repeats)
+        out["cache_selected_s"] = median_time(lambda: model.run_with_cache(toks, selected), args.repeats)
+        out["cache_all_s"] = median_time(lambda: model.bridge.run_with_cache(toks), args.repeats)
         _, sel = model.run_with_cache(toks, selected)
         _, full = model.bridge.run_with_cache(toks)
     out["cache_selected_mib"] = sum(t.numel() * t.element_size() for t in sel.values()) / 2**20

@@ -88,14 +88,21 @@ class Result:
         return builder(self) if builder else None
 
     def _repr_html_(self) -> str:
+        """Summary table as HTML (the figure is shown by `_ipython_display_`)."""
         head = f"<b>{self.kind}</b> · {self.experiment} · model {self.model.get('id', '?')}"
         if self.path:
             head += f" · <code>{self.path}</code>"
-        html = f"<div>{head}</div>" + self.summary().to_html(index=False, float_format=lambda v: f"{v:.4g}")
+        return f"<div>{head}</div>" + self.summary().to_html(index=False, float_format=lambda v: f"{v:.4g}")
+
+    def _ipython_display_(self) -> None:
+        """Jupyter: the summary table, then the main figure through plotly's own renderer
+        (which embeds plotly.js, so it works offline; a CDN link would not)."""
+        from IPython.display import HTML, display
+
+        display(HTML(self._repr_html_()))
         fig = self.main_figure()
         if fig is not None:
-            html += fig.to_html(full_html=False, include_plotlyjs="cdn")
-        return html
+            fig.show()
 
     def __repr__(self) -> str:
         metrics = ", ".join(f"{k}={_fmt(v)}" for k, v in list(self.metrics.items())[:8])
