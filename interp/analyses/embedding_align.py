@@ -183,6 +183,17 @@ class Alignment:
         L = min(self.scores.shape)
         return float(np.mean(self.best_layer[:L] == np.arange(L)[:, None]))
 
+    @property
+    def same_layer_chance(self) -> float:
+        """`same_layer_fraction` expected if a vector's layer and its best match's layer were
+        independent (product of the two layer marginals): the null for that fraction."""
+        L = min(self.scores.shape)
+        rows = np.repeat(np.arange(self.best_layer.shape[0]), self.best_layer.shape[1])
+        cols = self.best_layer.ravel()
+        p_row = np.bincount(rows, minlength=L)[:L] / rows.size
+        p_col = np.bincount(cols, minlength=L)[:L] / cols.size
+        return float(p_row @ p_col)
+
     def diagonal_contrast(self) -> float:
         """Mean diagonal block score minus mean off-diagonal (square score matrices)."""
         s = self.scores

@@ -252,6 +252,7 @@ def topk_pairs(
         computed += s.numel()
         kr = min(k, s.shape[1])
         rv, rc = s.topk(kr, dim=1)  # each row's best k first: small buffers, parallel over rows
+        del s  # free the chunk before the next one is allocated (else two chunks are alive at once)
         v, flat = rv.flatten().topk(min(k, rv.numel()))
         r = rows[flat // kr]
         c = rc.flatten()[flat]

@@ -10,7 +10,8 @@ What one run measures (building blocks in `embedding_project`, `embedding_checks
   3. pseudo-inverse vs transpose projections (top-k agreement, conditioning of E);
   4. alignment with a rotated-and-permuted copy (raw vs embedding space);
   5. alignment of two small LMs trained locally from different seeds (if trained or
-     cached; quick runs never train).
+     cached; quick runs never train), over the same kind of token subset as 1 (built
+     with the small LMs' tokenizer) and over the whole vocabulary.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from interp.analyses.embedding_project import (
     vocab_filter,
 )
 from interp.core.model import HookedModel
+from interp.models.small_lm import SEED_PAIR_SETTINGS
 from interp.results import Result, register_result_kind, timed
 
 
@@ -72,7 +74,7 @@ def default_config(model: HookedModel, quick: bool) -> dict[str, Any]:
         "align_query_neurons": 24 if quick else 64,
         "align_vocab": "subset" if quick else "all",
         "pinv_neurons": 64 if quick else 256,
-        "seed_models": {"arch": "gpt2", "seeds": [0, 1]},
+        "seed_models": {**SEED_PAIR_SETTINGS, "seeds": [0, 1]},
         "train_seed_models": not quick,
         "align_small_lms": True,
         "mode": "transpose",
@@ -139,7 +141,7 @@ def pinv_vs_transpose(model: HookedModel, n: int, k: int, subset, seed: int) -> 
 
 def _align_metrics(prefix: str, emb: Alignment, raw: Alignment | None) -> dict[str, float]:
     out = {f"{prefix}_layer_acc_embed": emb.layer_accuracy, f"{prefix}_same_layer_embed": emb.same_layer_fraction,
-           f"{prefix}_diag_contrast_embed": emb.diagonal_contrast()}
+           f"{prefix}_same_layer_chance_embed": emb.same_layer_chance, f"{prefix}_diag_contrast_embed": emb.diagonal_contrast()}
     if raw is not None:
         out.update({f"{prefix}_layer_acc_raw": raw.layer_accuracy, f"{prefix}_same_layer_raw": raw.same_layer_fraction,
                     f"{prefix}_diag_contrast_raw": raw.diagonal_contrast()})
@@ -164,7 +166,14 @@ def rotated_copy_alignment(model: HookedModel, cfg: dict[str, Any], subset, seed
 def seed_pair_alignment(
     model_a: HookedModel, model_b: HookedModel, subset=None, n_query: int | None = None, seed: int = 0
 ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-    """Align two independently trained models sharing a tokenizer (raw vs embedding space)."""
+    """Align two independently trained models sharing a tokenizer (raw vs embedding space).
+
+    Correlations run over ``subset`` (token ids) when given, else the whole vocabulary. On
+    small corpora most of the vocabulary is never seen in training; those tokens' shared
+    embedding offset then dominates every correlation (see docs/REPRODUCTION.md), so the
+    experiment passes the frequent-token subset and reports the whole-vocabulary numbers
+    beside it (``*_allvocab``).
+    """
     if model_a.cfg.d_vocab != model_b.cfg.d_vocab:
         raise ValueError(f"models have different vocabularies ({model_a.cfg.d_vocab} vs {model_b.cfg.d_vocab})")
     sa, sb = model_param_space(model_a), model_param_space(model_b)
@@ -172,25 +181,30 @@ def seed_pair_alignment(
         sa = subsample(sa, n_query, seed)
     emb = align(sa, sb, subset=subset)
     raw = align(sa, sb, raw=True) if model_a.cfg.d_model == model_b.cfg.d_model else None
+    metrics = _align_metrics("seed", emb, raw)
     arrays = {"align_seed_embed": emb.scores}
     if raw is not None:
         arrays["align_seed_raw"] = raw.scores
-    return _align_metrics("seed", emb, raw), arrays
+    if subset is not None:
+        whole = align(sa, sb)
+        metrics.update({f"{k}_allvocab": v for k, v in _align_metrics("seed", whole, None).items()})
+        arrays["align_seed_embed_allvocab"] = whole.scores
+    return metrics, arrays
 
 
 def small_lm_pair(cfg: dict[str, Any], train: bool) -> tuple[list[HookedModel], list[dict]] | None:
     """The two small LMs of ``cfg['seed_models']``: trained if ``train``, else only if cached."""
     from interp.models.small_lm import find_small_lm, load_small_lm, load_stats, train_small_lm
 
-    spec = cfg["seed_models"]
+    spec = {k: v for k, v in cfg["seed_models"].items() if k != "seeds"}
     models, stats = [], []
     if train:
-        for s in spec["seeds"]:
-            m, st = train_small_lm(arch=spec["arch"], seed=s)
+        for s in cfg["seed_models"]["seeds"]:
+            m, st = train_small_lm(seed=s, **spec)
             models.append(m)
             stats.append(st)
         return models, stats
-    folders = [find_small_lm(arch=spec["arch"], seed=s) for s in spec["seeds"]]
+    folders = [find_small_lm(seed=s, **spec) for s in cfg["seed_models"]["seeds"]]
     if any(f is None for f in folders):
         return None
     for f in folders:
@@ -250,11 +264,14 @@ def run_experiment(model: HookedModel, quick: bool = False, seed: int = 0, **ove
             cfg["seed_alignment"] = "disabled"
         elif pair is None:
             notes.append("seed alignment skipped: the two small LMs are not cached; run "
-                         "experiments/train_small_lm.py --seed 0 and --seed 1 (or a full run) first")
+                         "experiments/train_small_lm.py --preset seed-pair --seed 0 and --seed 1 (or a full run) first")
             cfg["seed_alignment"] = "skipped"
         else:
             (ma, mb), (sa, sb) = pair
-            m, a = seed_pair_alignment(ma, mb, seed=seed)
+            seed_subset = vocab_filter(ma, cfg["vocab_filter"], cfg["vocab_size"], cfg["corpus"])
+            if seed_subset is not None:
+                metrics["seed_vocab_subset_size"] = float(len(seed_subset))
+            m, a = seed_pair_alignment(ma, mb, subset=seed_subset, seed=seed)
             metrics.update(m)
             arrays.update(a)
             for i, st in enumerate((sa, sb)):

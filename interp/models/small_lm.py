@@ -2,11 +2,13 @@
 
 Why: several analyses need *trained* models other than SmolLM2 (e.g. two models that
 differ only in their random seed, for cross-model alignment; small models to learn masks
-on). ``train_small_lm`` trains one with a plain AdamW loop on CPU in a few minutes and
-saves it as a Hugging Face folder (``save_pretrained`` + tokenizer) under
-``<cache>/small_lms/<name>``, so ``load_model(path)`` and ``load_small_lm(path)`` both
-load it as a `HookedModel`. A folder whose saved config matches the request is reused
-instead of retrained (``reuse=False`` forces training).
+on). ``fit_small_lm`` trains one with a plain AdamW loop (CPU by default; ``device``
+picks a GPU where one exists) and saves it as a Hugging Face folder (``save_pretrained``
++ tokenizer) under ``<cache>/small_lms/<name>``; ``train_small_lm`` does the same and
+loads the result as a `HookedModel` (as ``load_model(path)`` / ``load_small_lm(path)``
+do). A folder whose saved config matches the request is reused instead of retrained
+(``reuse=False`` forces training). The device is recorded in the statistics but is not
+part of the config: the same settings on CPU or GPU differ only by float rounding.
 
 Training statistics (final train loss over the last steps, held-out loss, steps, time)
 are returned and saved next to the weights as ``training_stats.json``.
@@ -30,6 +32,11 @@ from torch import Tensor
 from interp.models.assets import cache_root
 
 STATS_FILE = "training_stats.json"
+# The two models `interp run embedding-space` aligns differ only in ``seed``. Chosen so the
+# models learn more than unigram statistics (see docs/REPRODUCTION.md); ~35 min a seed on
+# 2 CPU cores, about a minute on one GPU.
+SEED_PAIR_SETTINGS: dict[str, Any] = {"arch": "gpt2", "n_layers": 4, "d_model": 128, "n_heads": 4, "steps": 1000,
+                                      "seq_len": 128, "batch": 32, "lr": 3e-3, "corpus": "enwiki"}
 ARCHS = ("gpt2", "llama")
 TOKENIZERS = ("gpt2", "smollm2")
 
@@ -107,9 +114,10 @@ def _windows(corpus: str, tok, tok_name: str, seq_len: int, split: str) -> Int[T
 def heldout_loss(hf, data: Int[Tensor, "n seq_len"], batch: int = 16) -> float:
     """Mean next-token cross-entropy (nats) of an HF causal LM on ``data``."""
     hf.eval()
+    device = next(hf.parameters()).device
     tot, n = 0.0, 0
     for i in range(0, data.shape[0], batch):
-        x = data[i : i + batch]
+        x = data[i : i + batch].to(device)
         out = hf(input_ids=x, labels=x)
         k = x.shape[0] * (x.shape[1] - 1)
         tot += float(out.loss) * k
@@ -170,14 +178,40 @@ def train_small_lm(
     n_heldout: int = 64,
     reuse: bool = True,
     verbose: bool = False,
+    device: str = "cpu",
 ):
-    """Train a small causal LM and save it; returns ``(HookedModel, stats)``.
+    """Train (or reuse) a small causal LM with `fit_small_lm`; returns ``(HookedModel, stats)``."""
+    stats = fit_small_lm(arch, seed, n_layers, d_model, steps, corpus, seq_len, batch, tokenizer, out_dir, n_heads, lr,
+                         n_heldout, reuse, verbose, device)
+    return load_small_lm(stats["path"]), stats
+
+
+def fit_small_lm(
+    arch: str = "gpt2",
+    seed: int = 0,
+    n_layers: int = 2,
+    d_model: int = 64,
+    steps: int = 200,
+    corpus: str = "enwiki",
+    seq_len: int = 64,
+    batch: int = 8,
+    tokenizer: str | None = None,
+    out_dir: str | Path | None = None,
+    n_heads: int = 4,
+    lr: float = 3e-3,
+    n_heldout: int = 64,
+    reuse: bool = True,
+    verbose: bool = False,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """Train a small causal LM, save it as an HF folder and return its training statistics.
 
     ``tokenizer`` defaults to "gpt2" for arch "gpt2" and "smollm2" for "llama". Defaults
-    (2 layers, d_model 64, 200 steps of 8 x 64 tokens) take a few minutes on 2 CPU cores.
-    ``stats`` holds ``final_train_loss`` (mean of the last 10% of steps),
-    ``heldout_loss`` (on ``n_heldout`` held-out windows), ``initial_heldout_loss``,
-    ``unigram_entropy`` reference, ``train_seconds``, ``path`` and the config.
+    (2 layers, d_model 64, 200 steps of 8 x 64 tokens) take a few minutes on 2 CPU cores;
+    larger settings want ``device="cuda"``. ``stats`` holds ``final_train_loss`` (mean of
+    the last 10% of steps), ``heldout_loss`` (on ``n_heldout`` held-out windows),
+    ``initial_heldout_loss``, ``unigram_entropy`` reference, ``train_seconds``,
+    ``device``, ``path`` and the config.
     """
     cfg = _config(arch, seed, n_layers, d_model, steps, corpus, seq_len, batch, tokenizer, n_heads, lr, n_heldout)
     tokenizer = cfg["tokenizer"]
@@ -185,7 +219,12 @@ def train_small_lm(
     if reuse and (folder / STATS_FILE).is_file():
         stats = json.loads((folder / STATS_FILE).read_text())
         if stats.get("config") == cfg:
-            return load_small_lm(folder), stats
+            return stats
+    try:
+        dev = torch.device(device)
+        torch.empty(0, device=dev)
+    except (RuntimeError, AssertionError) as e:
+        raise SmallLMError(f"device {device!r} is not usable here: {e}") from None
 
     tok = _load_tokenizer(tokenizer)
     train = _windows(str(corpus), tok, tokenizer, seq_len, "train")
@@ -194,7 +233,7 @@ def train_small_lm(
     held = held[torch.randperm(held.shape[0], generator=g)[:n_heldout]]
 
     torch.manual_seed(seed)
-    hf = _build_hf(arch, len(tok), n_layers, d_model, n_heads, max(seq_len, 128), tok)
+    hf = _build_hf(arch, len(tok), n_layers, d_model, n_heads, max(seq_len, 128), tok).to(dev)
     init_held = heldout_loss(hf, held)
     opt = torch.optim.AdamW(hf.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.95))
     warm = max(1, steps // 20)
@@ -204,25 +243,26 @@ def train_small_lm(
             return lr * (step + 1) / warm
         return lr * 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, steps - warm)))
 
-    losses: list[float] = []
+    losses: list[Tensor] = []
     t0 = time.perf_counter()
     hf.train()
     for step in range(steps):
         for grp in opt.param_groups:
             grp["lr"] = lr_at(step)
         idx = torch.randint(0, train.shape[0], (batch,), generator=g)
-        x = train[idx]
+        x = train[idx].to(dev)
         loss = hf(input_ids=x, labels=x).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(hf.parameters(), 1.0)
         opt.step()
-        losses.append(float(loss.detach()))
-        if verbose and (step % 50 == 0 or step == steps - 1):
-            print(f"step {step:5d}  loss {losses[-1]:.3f}  ({time.perf_counter() - t0:.0f} s)", flush=True)
+        losses.append(loss.detach())
+        if verbose and (step % 100 == 0 or step == steps - 1):
+            print(f"step {step:5d}  loss {float(losses[-1]):.3f}  ({time.perf_counter() - t0:.0f} s)", flush=True)
+    curve = [float(v) for v in torch.stack(losses).cpu()] if losses else []
     seconds = time.perf_counter() - t0
     hf.eval()
-    tail = losses[-max(1, steps // 10) :]
+    tail = curve[-max(1, steps // 10) :]
     counts = torch.bincount(train.flatten(), minlength=len(tok)).double()
     p = counts[counts > 0] / counts.sum()
     stats = {
@@ -232,12 +272,14 @@ def train_small_lm(
         "initial_heldout_loss": init_held,
         "unigram_entropy": float(-(p * p.log()).sum()),
         "train_seconds": seconds,
+        "device": f"cuda ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else str(dev),
+        "torch_version": torch.__version__,
         "n_params": sum(q.numel() for q in hf.parameters()),
-        "loss_curve": losses,
+        "loss_curve": curve,
         "path": str(folder),
     }
-    _save(hf, tok, stats, folder)
-    return load_small_lm(folder), stats
+    _save(hf.cpu(), tok, stats, folder)
+    return stats
 
 
 def _save(hf, tok, stats: dict[str, Any], folder: Path) -> None:
@@ -274,4 +316,4 @@ def load_stats(path: str | Path) -> dict[str, Any]:
     return json.loads(f.read_text())
 
 
-__all__ = ["SmallLMError", "find_small_lm", "heldout_loss", "load_small_lm", "load_stats", "small_lm_root", "train_small_lm"]
+__all__ = ["SEED_PAIR_SETTINGS", "SmallLMError", "find_small_lm", "fit_small_lm", "heldout_loss", "load_small_lm", "load_stats", "small_lm_root", "train_small_lm"]

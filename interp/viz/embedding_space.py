@@ -30,21 +30,33 @@ def _checks_figure(result) -> go.Figure:
     return fig
 
 
-def _alignment_figure(result, prefix: str, title: str) -> go.Figure | None:
+def _alignment_figure(result, prefix: str, title: str, shared_scale: bool = True) -> go.Figure | None:
+    """Layer-pair block scores, one heatmap per space (embedding space, whole vocabulary, raw).
+
+    ``shared_scale=False`` gives each panel its own colour range (with its own colour bar):
+    the seed-pair diagonal is a few hundredths above a high common level.
+    """
     a = result.arrays
     if f"align_{prefix}_embed" not in a:
         return None
-    panels = [("embedding space", a[f"align_{prefix}_embed"])]
+    subset = result.metrics.get(f"{prefix}_vocab_subset_size")
+    panels = [(f"embedding space, {int(subset)} frequent tokens" if subset else "embedding space", a[f"align_{prefix}_embed"])]
+    if f"align_{prefix}_embed_allvocab" in a:
+        panels.append(("embedding space, whole vocabulary", a[f"align_{prefix}_embed_allvocab"]))
     if f"align_{prefix}_raw" in a:
         panels.append(("raw parameters", a[f"align_{prefix}_raw"]))
-    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[p[0] for p in panels])
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[p[0] for p in panels], horizontal_spacing=0.12)
     ticks = a.get("align_layers") if prefix == "rot" else None
     for i, (_, s) in enumerate(panels, start=1):
         lab = [int(t) for t in ticks] if ticks is not None and len(ticks) == s.shape[0] else list(range(s.shape[0]))
-        fig.add_trace(go.Heatmap(z=s, x=lab, y=lab, zmin=0, zmax=1, colorscale="Viridis", showscale=i == len(panels),
+        rng = {"zmin": 0, "zmax": 1} if shared_scale else {"zmin": float(np.min(s)), "zmax": float(np.max(s))}
+        x_end = fig.layout[f"xaxis{i if i > 1 else ''}"].domain[1]
+        bar = {} if shared_scale else {"colorbar": {"x": x_end + 0.01, "len": 0.8, "thickness": 10}}
+        fig.add_trace(go.Heatmap(z=s, x=lab, y=lab, colorscale="Viridis", showscale=not shared_scale or i == len(panels),
+                                 texttemplate="%{z:.3f}" if s.shape[0] <= 8 else None, **rng, **bar,
                                  hovertemplate="model-1 layer %{y}, model-2 layer %{x}: %{z:.3f}<extra></extra>"), 1, i)
         fig.update_xaxes(title_text="model 2 layer", type="category", row=1, col=i)
-        fig.update_yaxes(title_text="model 1 layer", type="category", row=1, col=i)
+        fig.update_yaxes(title_text="model 1 layer", type="category", autorange="reversed", row=1, col=i)
     fig.update_layout(template="plotly_white", height=420, title=title)
     return fig
 
@@ -71,7 +83,8 @@ def figures(result) -> list[tuple[str, go.Figure]]:
     rot = _alignment_figure(result, "rot", "Alignment with a rotated, neuron-permuted copy (mean best |corr|)")
     if rot is not None:
         out.append(("Rotated-copy alignment", rot))
-    seed = _alignment_figure(result, "seed", "Alignment of two small LMs trained from different seeds")
+    seed = _alignment_figure(result, "seed", "Two small LMs trained from different seeds: mean best |corr| per layer pair "
+                             "(colour range per panel)", shared_scale=False)
     if seed is not None:
         out.append(("Seed-pair alignment", seed))
     for circuit in ("OV", "QK"):

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from interp.analyses.embedding_align import (
+    Alignment,
     ParamSpace,
     align,
     model_param_space,
@@ -234,6 +235,47 @@ def test_alignment_recovers_layer_order_of_synthetic_deep_model():
     assert al.match.tolist() == list(range(L))
     assert al.layer_accuracy == 1.0 and al.same_layer_fraction == 1.0
     assert al.diagonal_contrast() > 0.2
+
+
+def test_same_layer_chance_is_the_product_of_layer_marginals():
+    g = np.random.default_rng(0)
+    best = g.choice(3, size=(3, 50), p=[0.6, 0.3, 0.1])
+    al = Alignment(np.zeros((3, 3)), np.arange(3), best, np.zeros_like(best))
+    counts = Counter(best.ravel().tolist())
+    expected = sum((1 / 3) * counts[a] / best.size for a in range(3))  # rows: 50 vectors in each layer
+    assert al.same_layer_chance == pytest.approx(expected)
+    assert al.same_layer_fraction == pytest.approx(np.mean(best == np.arange(3)[:, None]))
+
+
+def test_seed_pair_alignment_on_whole_vocab_subset_equals_no_subset(tiny_gpt2):
+    """A 'subset' holding every token gives the whole-vocabulary numbers; a model aligned
+    with itself matches every vector to itself."""
+    from interp.analyses.embedding_space import seed_pair_alignment
+
+    m, arrays = seed_pair_alignment(tiny_gpt2, tiny_gpt2, subset=torch.arange(tiny_gpt2.cfg.d_vocab))
+    np.testing.assert_allclose(arrays["align_seed_embed"], arrays["align_seed_embed_allvocab"], atol=1e-6)
+    assert m["seed_layer_acc_embed"] == 1.0 and m["seed_same_layer_embed"] == 1.0
+    assert m["seed_layer_acc_raw"] == 1.0
+    assert m["seed_diag_contrast_embed"] == pytest.approx(m["seed_diag_contrast_embed_allvocab"], abs=1e-6)
+
+
+def test_run_experiment_aligns_cached_seed_models(tiny_llama, tmp_path, monkeypatch):
+    """With both seed models cached, a quick run aligns them over the frequent-token subset
+    of *their* tokenizer and over the whole vocabulary."""
+    import interp.models.small_lm as small_lm
+    from interp.analyses.embedding_space import run_experiment
+
+    monkeypatch.setattr(small_lm, "small_lm_root", lambda: tmp_path)
+    spec = {"arch": "llama", "n_layers": 2, "d_model": 32, "n_heads": 2, "steps": 3, "seq_len": 16, "batch": 2, "n_heldout": 2}
+    for s in (0, 1):
+        small_lm.fit_small_lm(seed=s, **spec)
+    res = run_experiment(tiny_llama, quick=True, pair_layers=[2], recall_seqs=2, recall_seq_len=8, vocab_size=300,
+                         seed_models={**spec, "seeds": [0, 1]})
+    assert res.config["seed_alignment"] == "done"
+    assert res.metrics["seed_vocab_subset_size"] == 300
+    assert res.arrays["align_seed_embed"].shape == (2, 2) and res.arrays["align_seed_embed_allvocab"].shape == (2, 2)
+    assert 0 <= res.metrics["seed_same_layer_chance_embed"] <= 1
+    assert res.metrics["small_lm1_heldout_loss"] > 0
 
 
 def test_run_experiment_saves_loads_and_draws(tiny_llama, tmp_path):

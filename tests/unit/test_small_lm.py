@@ -37,6 +37,7 @@ def test_training_reduces_loss_and_saves_a_loadable_folder(trained):
     assert (out / "config.json").is_file() and (out / "tokenizer.json").is_file()
     assert load_stats(out)["heldout_loss"] == pytest.approx(stats["heldout_loss"])
     assert model.cfg.n_layers == 1 and model.cfg.d_model == 32 and model.cfg.gated_mlp
+    assert stats["device"] == "cpu"
 
 
 def test_reloaded_model_reproduces_logits_and_heldout_loss(trained, corpus_file):
@@ -69,6 +70,15 @@ def test_reuse_and_find(trained, corpus_file):
 def test_bad_requests_raise(bad, tmp_path):
     with pytest.raises(SmallLMError):
         train_small_lm(out_dir=tmp_path / "x", **bad)
+
+
+@pytest.mark.parametrize("device", ["nonsense", "cuda"])
+def test_unusable_device_is_named_and_nothing_is_written(device, tmp_path, corpus_file):
+    if device == "cuda" and torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(SmallLMError, match=device):
+        train_small_lm(out_dir=tmp_path / "x", corpus=corpus_file, device=device, steps=1)
+    assert not (tmp_path / "x").exists()
 
 
 def test_load_rejects_non_model_folder(tmp_path):
