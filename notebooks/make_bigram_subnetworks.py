@@ -5,10 +5,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from _nbgen import write_notebook
+from nbformat.v4 import new_code_cell, new_markdown_cell
 
 CELLS = [
     new_markdown_cell(
@@ -67,13 +65,5 @@ CELLS = [
 ]
 
 
-def build() -> nbformat.NotebookNode:
-    nb = new_notebook(cells=CELLS)
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    return nb
-
-
 if __name__ == "__main__":
-    out = Path(__file__).resolve().parent / "bigram_subnetworks.ipynb"
-    nbformat.write(build(), out)
-    print(f"wrote {out}")
+    print(f"wrote {write_notebook(CELLS, 'bigram_subnetworks.ipynb')}")

@@ -5,9 +5,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import nbformat as nbf
+from _nbgen import write_notebook
 
 CELLS = [
     ("md", """# Key mechanisms of factual recall (Lv et al. 2024) on SmolLM2-135M
@@ -61,14 +59,5 @@ print(f"MLP{layer}: |sum parts - out|/|out| = {md.sum_rel_error:.2e}, parts vs l
 ]
 
 
-def build() -> nbf.NotebookNode:
-    nb = nbf.v4.new_notebook()
-    nb.cells = [nbf.v4.new_markdown_cell(src) if kind == "md" else nbf.v4.new_code_cell(src) for kind, src in CELLS]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    return nb
-
-
 if __name__ == "__main__":
-    out = Path(__file__).with_name("factual_recall.ipynb")
-    nbf.write(build(), out)
-    print(f"wrote {out}")
+    print(f"wrote {write_notebook(CELLS, 'factual_recall.ipynb')}")

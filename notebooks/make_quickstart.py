@@ -5,10 +5,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from _nbgen import write_notebook
+from nbformat.v4 import new_code_cell, new_markdown_cell
 
 CELLS = [
     new_markdown_cell(
@@ -44,12 +42,5 @@ CELLS = [
 ]
 
 
-def main() -> None:
-    nb = new_notebook(cells=CELLS, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
-    out = Path(__file__).with_name("quickstart.ipynb")
-    nbformat.write(nb, out)
-    print(f"wrote {out}")
-
-
 if __name__ == "__main__":
-    main()
+    print(f"wrote {write_notebook(CELLS, 'quickstart.ipynb')}")

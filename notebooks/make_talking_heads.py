@@ -5,10 +5,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from _nbgen import write_notebook
 
 CELLS = [
     ("md", """# Talking heads: low-rank communication channels between attention heads
@@ -54,14 +51,5 @@ result.tables["receivers"]"""),
 ]
 
 
-def build() -> nbformat.NotebookNode:
-    nb = new_notebook()
-    nb.cells = [new_markdown_cell(src) if kind == "md" else new_code_cell(src) for kind, src in CELLS]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    return nb
-
-
 if __name__ == "__main__":
-    out = Path(__file__).resolve().parent / "talking_heads.ipynb"
-    nbformat.write(build(), out)
-    print(f"wrote {out}")
+    print(f"wrote {write_notebook(CELLS, 'talking_heads.ipynb')}")

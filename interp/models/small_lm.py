@@ -145,10 +145,10 @@ def _config(arch, seed, n_layers, d_model, steps, corpus, seq_len, batch, tokeni
 
 
 def find_small_lm(arch: str = "gpt2", seed: int = 0, **kwargs: Any) -> Path | None:
-    """Folder of an already trained small LM with these `train_small_lm` settings, or None."""
+    """Folder of an already trained small LM with these `fit_small_lm` settings, or None."""
     import inspect
 
-    defaults = {k: p.default for k, p in inspect.signature(train_small_lm).parameters.items()}
+    defaults = {k: p.default for k, p in inspect.signature(fit_small_lm).parameters.items()}
     unknown = set(kwargs) - set(defaults)
     if unknown:
         raise SmallLMError(f"unknown settings {sorted(unknown)}")
@@ -162,27 +162,9 @@ def find_small_lm(arch: str = "gpt2", seed: int = 0, **kwargs: Any) -> Path | No
     return None
 
 
-def train_small_lm(
-    arch: str = "gpt2",
-    seed: int = 0,
-    n_layers: int = 2,
-    d_model: int = 64,
-    steps: int = 200,
-    corpus: str = "enwiki",
-    seq_len: int = 64,
-    batch: int = 8,
-    tokenizer: str | None = None,
-    out_dir: str | Path | None = None,
-    n_heads: int = 4,
-    lr: float = 3e-3,
-    n_heldout: int = 64,
-    reuse: bool = True,
-    verbose: bool = False,
-    device: str = "cpu",
-):
-    """Train (or reuse) a small causal LM with `fit_small_lm`; returns ``(HookedModel, stats)``."""
-    stats = fit_small_lm(arch, seed, n_layers, d_model, steps, corpus, seq_len, batch, tokenizer, out_dir, n_heads, lr,
-                         n_heldout, reuse, verbose, device)
+def train_small_lm(*args: Any, **kwargs: Any):
+    """`fit_small_lm` (same arguments), then load the result; returns ``(HookedModel, stats)``."""
+    stats = fit_small_lm(*args, **kwargs)
     return load_small_lm(stats["path"]), stats
 
 
