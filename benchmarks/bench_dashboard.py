@@ -164,7 +164,11 @@ def main() -> None:
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "bench_dashboard.json"))
     args = ap.parse_args()
 
+    import logging
+
     from werkzeug.serving import make_server
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no per-request log lines in the benchmark output
 
     from apps.dashboard.app import create_app
     from interp.models import load_model

@@ -52,6 +52,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from interp.models import load_model
 
     run = get_experiment(args.experiment)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise SystemExit(f"--threads must be a positive integer, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
     t = time.perf_counter()
     model = load_model(args.model, device=args.device)
     load_s = time.perf_counter() - t
@@ -91,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--quick", action="store_true", help="small sizes, for CI and a first look")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--device", default="cpu")
+    r.add_argument("--threads", type=int, default=None,
+                   help="torch intra-op threads (default: torch's choice; 1 is often faster on a busy machine)")
     r.set_defaults(func=_cmd_run)
     d = sub.add_parser("dashboard", help="serve the dashboard on the runs directory")
     d.add_argument("--runs", default=str(DEFAULT_RUNS))

@@ -7,6 +7,9 @@
 * `key_value_jaccard`: the top-k tokens of a neuron's key (input side, read with the
   embedding) and of its value (output side, read with the folded unembedding) should
   share more tokens than a key and the value of a random other neuron of the same layer.
+* `unseen_token_offset`: how much of a token matrix's variance lies on one direction, and
+  where tokens never seen in training sit on it. In models trained on small corpora the
+  unseen tokens share one offset, which then dominates correlations over the vocabulary.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from jaxtyping import Int
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from interp.analyses.embedding_project import Mode, model_projector, neuron_vectors, project_topk
@@ -136,3 +139,30 @@ def value_hidden_recall(
             out[f"recall_{name}"].append(float(set_overlap(pid, hid).double().mean() / k))
             out[f"shuffled_{name}"].append(float(set_overlap(pid, hid[perm]).double().mean() / k))
     return {"layers": np.array(layers), **{key: np.array(v) for key, v in out.items()}}
+
+
+def unseen_token_offset(E: Float[Tensor, "vocab d"], seen: Bool[Tensor, " vocab"]) -> dict[str, float]:
+    """Top principal direction of the centred token matrix and how seen / unseen tokens sit on it.
+
+    Returns the share of variance on that direction, the fraction of unseen tokens, and
+    the mean and spread of each group's coordinate along it (sign fixed so the unseen
+    mean is positive).
+    """
+    if E.shape[0] != seen.shape[0]:
+        raise ValueError(f"token matrix has {E.shape[0]} rows but the mask has {seen.shape[0]}")
+    Ec = E.double() - E.double().mean(0)
+    _, S, Vh = torch.linalg.svd(Ec, full_matrices=False)
+    coord = Ec @ Vh[0]
+    unseen = ~seen
+    if unseen.any() and coord[unseen].mean() < 0:
+        coord = -coord
+
+    def stat(x: Tensor, f) -> float:
+        return float(f(x)) if x.numel() > 1 else float("nan")
+
+    return {
+        "top_direction_variance": float(S[0] ** 2 / (S**2).sum()),
+        "unseen_fraction": float(unseen.double().mean()),
+        "unseen_mean": stat(coord[unseen], torch.mean), "unseen_std": stat(coord[unseen], torch.std),
+        "seen_mean": stat(coord[seen], torch.mean), "seen_std": stat(coord[seen], torch.std),
+    }

@@ -31,13 +31,14 @@ from interp.analyses.embedding_align import (
     rotate_permute,
     subsample,
 )
-from interp.analyses.embedding_checks import jaccard, key_value_jaccard, value_hidden_recall
+from interp.analyses.embedding_checks import jaccard, key_value_jaccard, unseen_token_offset, value_hidden_recall
 from interp.analyses.embedding_project import (
     head_factors,
     model_projector,
     neuron_kinds,
     neuron_vectors,
     project_topk,
+    token_counts,
     token_matrix,
     topk_pairs,
     vocab_filter,
@@ -192,6 +193,24 @@ def seed_pair_alignment(
     return metrics, arrays
 
 
+def unseen_token_control(
+    model_a: HookedModel, model_b: HookedModel, corpus: str, seed: int = 0
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Why whole-vocabulary alignment is weak: tokens never seen in ``corpus``' training split
+    share one offset in model A's unembedding; aligning over those tokens alone is the control."""
+    seen = token_counts(model_a.tokenizer, corpus)[: model_a.cfg.d_vocab] > 0
+    seen = torch.cat([seen, seen.new_zeros(model_a.cfg.d_vocab - seen.numel())])
+    off = unseen_token_offset(token_matrix(model_a, "unembed"), seen)
+    metrics = {f"seed_vocab_{k}": v for k, v in off.items()}
+    arrays: dict[str, np.ndarray] = {}
+    unseen = torch.nonzero(~seen).squeeze(1)
+    if unseen.numel() > 1:
+        m, a = seed_pair_alignment(model_a, model_b, subset=unseen, seed=seed)
+        metrics.update({f"{k}_unseen": v for k, v in m.items() if k.endswith("_embed") and "allvocab" not in k})
+        arrays["align_seed_embed_unseen"] = a["align_seed_embed"]
+    return metrics, arrays
+
+
 def small_lm_pair(cfg: dict[str, Any], train: bool) -> tuple[list[HookedModel], list[dict]] | None:
     """The two small LMs of ``cfg['seed_models']``: trained if ``train``, else only if cached."""
     from interp.models.small_lm import find_small_lm, load_small_lm, load_stats, train_small_lm
@@ -272,6 +291,9 @@ def run_experiment(model: HookedModel, quick: bool = False, seed: int = 0, **ove
             if seed_subset is not None:
                 metrics["seed_vocab_subset_size"] = float(len(seed_subset))
             m, a = seed_pair_alignment(ma, mb, subset=seed_subset, seed=seed)
+            metrics.update(m)
+            arrays.update(a)
+            m, a = unseen_token_control(ma, mb, sa["config"]["corpus"], seed)
             metrics.update(m)
             arrays.update(a)
             for i, st in enumerate((sa, sb)):

@@ -43,9 +43,11 @@ def _alignment_figure(result, prefix: str, title: str, shared_scale: bool = True
     panels = [(f"embedding space, {int(subset)} frequent tokens" if subset else "embedding space", a[f"align_{prefix}_embed"])]
     if f"align_{prefix}_embed_allvocab" in a:
         panels.append(("embedding space, whole vocabulary", a[f"align_{prefix}_embed_allvocab"]))
+    if f"align_{prefix}_embed_unseen" in a:
+        panels.append(("tokens never seen in training (control)", a[f"align_{prefix}_embed_unseen"]))
     if f"align_{prefix}_raw" in a:
         panels.append(("raw parameters", a[f"align_{prefix}_raw"]))
-    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[p[0] for p in panels], horizontal_spacing=0.12)
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[p[0] for p in panels], horizontal_spacing=0.3 / len(panels))
     ticks = a.get("align_layers") if prefix == "rot" else None
     for i, (_, s) in enumerate(panels, start=1):
         lab = [int(t) for t in ticks] if ticks is not None and len(ticks) == s.shape[0] else list(range(s.shape[0]))
@@ -56,8 +58,9 @@ def _alignment_figure(result, prefix: str, title: str, shared_scale: bool = True
                                  texttemplate="%{z:.3f}" if s.shape[0] <= 8 else None, **rng, **bar,
                                  hovertemplate="model-1 layer %{y}, model-2 layer %{x}: %{z:.3f}<extra></extra>"), 1, i)
         fig.update_xaxes(title_text="model 2 layer", type="category", row=1, col=i)
-        fig.update_yaxes(title_text="model 1 layer", type="category", autorange="reversed", row=1, col=i)
-    fig.update_layout(template="plotly_white", height=420, title=title)
+        fig.update_yaxes(title_text="model 1 layer" if i == 1 else None, type="category", autorange="reversed", row=1, col=i)
+    fig.update_layout(template="plotly_white", height=420, width=max(700, 380 * len(panels)), title=title)
+    fig.update_annotations(font_size=12)
     return fig
 
 

@@ -56,3 +56,17 @@ def test_cli_run_writes_a_run(tmp_path, capsys):
     assert len(runs) == 1 and "metric" in out
     res = load_run(runs[0])
     assert res.kind == "sanity" and res.model["id"] == "tiny-gpt2" and "top_induction_score" in res.metrics
+
+
+def test_cli_run_threads_option(tmp_path, capsys):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        assert main(["run", "sanity", "--model", "tiny-gpt2", "--quick", "--threads", "1", "--out", str(tmp_path)]) == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(SystemExit, match="--threads must be a positive integer"):
+        main(["run", "sanity", "--model", "tiny-gpt2", "--quick", "--threads", "0", "--out", str(tmp_path)])
+    assert not [p for p in tmp_path.iterdir() if not p.name.startswith(".")][1:]  # only the first run was written

@@ -20,7 +20,13 @@ from interp.analyses.embedding_align import (
     rotate_permute,
     vocab_kernels,
 )
-from interp.analyses.embedding_checks import jaccard, key_value_jaccard, set_overlap, value_hidden_recall
+from interp.analyses.embedding_checks import (
+    jaccard,
+    key_value_jaccard,
+    set_overlap,
+    unseen_token_offset,
+    value_hidden_recall,
+)
 from interp.analyses.embedding_project import (
     EmbeddingSpaceError,
     alphabetic_tokens,
@@ -237,6 +243,26 @@ def test_alignment_recovers_layer_order_of_synthetic_deep_model():
     assert al.diagonal_contrast() > 0.2
 
 
+def test_unseen_token_offset_matches_numpy_pca():
+    """Unseen rows = one shared offset + tiny noise: they sit together on the top direction."""
+    g = torch.Generator().manual_seed(0)
+    seen_rows = torch.randn(200, 8, generator=g)
+    unseen_rows = 6.0 * torch.nn.functional.normalize(torch.ones(8), dim=0) + 0.01 * torch.randn(100, 8, generator=g)
+    E = torch.cat([seen_rows, unseen_rows])
+    seen = torch.arange(300) < 200
+    out = unseen_token_offset(E, seen)
+    X = E.double().numpy() - E.double().numpy().mean(0)
+    _, S, Vt = np.linalg.svd(X, full_matrices=False)
+    coord = X @ Vt[0]
+    coord = coord if coord[200:].mean() > 0 else -coord
+    assert out["top_direction_variance"] == pytest.approx(S[0] ** 2 / (S**2).sum())
+    assert out["unseen_fraction"] == pytest.approx(1 / 3)
+    assert out["unseen_mean"] == pytest.approx(coord[200:].mean()) and out["seen_mean"] == pytest.approx(coord[:200].mean())
+    assert out["unseen_std"] == pytest.approx(coord[200:].std(ddof=1)) and out["unseen_std"] < 0.1 < out["seen_std"]
+    with pytest.raises(ValueError, match="rows"):
+        unseen_token_offset(E, seen[:10])
+
+
 def test_same_layer_chance_is_the_product_of_layer_marginals():
     g = np.random.default_rng(0)
     best = g.choice(3, size=(3, 50), p=[0.6, 0.3, 0.1])
@@ -276,6 +302,8 @@ def test_run_experiment_aligns_cached_seed_models(tiny_llama, tmp_path, monkeypa
     assert res.arrays["align_seed_embed"].shape == (2, 2) and res.arrays["align_seed_embed_allvocab"].shape == (2, 2)
     assert 0 <= res.metrics["seed_same_layer_chance_embed"] <= 1
     assert res.metrics["small_lm1_heldout_loss"] > 0
+    assert 0 < res.metrics["seed_vocab_unseen_fraction"] < 1  # the tiny models' corpus (enwiki) misses part of the vocabulary
+    assert "seed_same_layer_embed_unseen" in res.metrics and res.arrays["align_seed_embed_unseen"].shape == (2, 2)
 
 
 def test_run_experiment_saves_loads_and_draws(tiny_llama, tmp_path):
