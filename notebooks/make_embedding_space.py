@@ -51,7 +51,7 @@ CELLS = [
         "The realistic alignment test: two GPT-2-style LMs that differ only in their seed, aligned over the "
         "2,000 most frequent tokens of their tokenizer. Training them takes about a minute on a GPU "
         "(`python experiments/train_small_lm.py --preset seed-pair --seed 0 --device cuda`, then `--seed 1`) "
-        "or about 35 minutes each on 2 CPU cores; this cell only uses them if they are already trained."
+        "or about 37 minutes each on 2 CPU cores; this cell only uses them if they are already trained."
     ),
     new_code_cell(
         "from interp.analyses.embedding_space import seed_pair_alignment\n"

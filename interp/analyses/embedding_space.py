@@ -219,7 +219,7 @@ def small_lm_pair(cfg: dict[str, Any], train: bool) -> tuple[list[HookedModel], 
     models, stats = [], []
     if train:
         for s in cfg["seed_models"]["seeds"]:
-            m, st = train_small_lm(seed=s, **spec)
+            m, st = train_small_lm(seed=s, verbose=True, **spec)  # ~37 min a seed on 2 CPU cores: show progress
             models.append(m)
             stats.append(st)
         return models, stats
