@@ -66,7 +66,7 @@ def test_batched_patching_matches_single_head_patch(smol):
     with torch.no_grad():
         out = m.run_with_hooks(clean, [(f"blocks.{layer}.attn.hook_z", patch)])
         clean_val = obs.value(m(clean)[:, -1]).mean()
-    single = float((obs.value(out[:, -1]) - obs.value(m(clean)[:, -1])).mean())
+        single = float((obs.value(out[:, -1]) - obs.value(m(clean)[:, -1])).mean())
     assert base == pytest.approx(float(clean_val), rel=1e-4)
     assert float(eff[layer, h]) == pytest.approx(single, rel=1e-3, abs=1e-4)
 
