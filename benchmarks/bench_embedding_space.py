@@ -47,6 +47,7 @@ def _worker(config: dict, queue) -> None:
         heads = model.heads()[::step][: config["heads"]]
     base = _rss_gb()
     frac, per = [], []
+    by_circuit: dict[str, dict[str, list[float]]] = {c: {"fraction": [], "seconds": []} for c in ("OV", "QK")}
     t0 = time.perf_counter()
     for layer, head in heads:
         for circuit in ("OV", "QK"):
@@ -61,6 +62,8 @@ def _worker(config: dict, queue) -> None:
                 tp = topk_pairs(A, B, config["k"], chunk=config["chunk"])
                 frac.append(tp.entries_computed / (A.shape[0] * B.shape[1]))
             per.append(time.perf_counter() - t)
+            by_circuit[circuit]["fraction"].append(frac[-1])
+            by_circuit[circuit]["seconds"].append(per[-1])
         if len(per) % 60 == 0:
             print(f"  {config['name']}: {len(per)} circuits, {time.perf_counter() - t0:.0f} s", flush=True)
     total = time.perf_counter() - t0
@@ -69,6 +72,7 @@ def _worker(config: dict, queue) -> None:
         "seconds_per_circuit": total / len(per), "max_circuit_seconds": max(per),
         "mean_fraction_computed": sum(frac) / len(frac), "peak_rss_gb": _rss_gb(), "rss_before_gb": base,
         "peak_increment_gb": _rss_gb() - base, "torch_threads": torch.get_num_threads(),
+        **{f"{c}_{k}_mean": sum(v) / len(v) for c, d in by_circuit.items() for k, v in d.items() if v},
     })
 
 

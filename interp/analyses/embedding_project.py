@@ -95,11 +95,9 @@ def token_counts(tokenizer, corpus: str = "enwiki") -> Int[Tensor, " vocab"]:
     """Token counts of a corpus' training split, cached per (tokenizer vocabulary, corpus file set)."""
     import hashlib
     import json
-    import os
-    import tempfile
 
     from interp.data.corpus import load_corpus
-    from interp.models.assets import cache_root
+    from interp.models.assets import atomic_torch_save, cache_root
 
     c = load_corpus(corpus)
     vocab_key = json.dumps(sorted(tokenizer.get_vocab().items()))
@@ -113,11 +111,7 @@ def token_counts(tokenizer, corpus: str = "enwiki") -> Int[Tensor, " vocab"]:
     for doc in c.split("train"):
         ids = torch.tensor(tokenizer(doc, add_special_tokens=False)["input_ids"], dtype=torch.long)
         counts += torch.bincount(ids[ids < V], minlength=V)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".counts.", dir=path.parent)
-    os.close(fd)
-    torch.save(counts, tmp)
-    os.replace(tmp, path)
+    atomic_torch_save(counts, path)
     return counts
 
 

@@ -194,7 +194,7 @@ def seed_pair_alignment(
 
 
 def unseen_token_control(
-    model_a: HookedModel, model_b: HookedModel, corpus: str, seed: int = 0
+    model_a: HookedModel, model_b: HookedModel, corpus: str
 ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Why whole-vocabulary alignment is weak: tokens never seen in ``corpus``' training split
     share one offset in model A's unembedding; aligning over those tokens alone is the control."""
@@ -205,9 +205,9 @@ def unseen_token_control(
     arrays: dict[str, np.ndarray] = {}
     unseen = torch.nonzero(~seen).squeeze(1)
     if unseen.numel() > 1:
-        m, a = seed_pair_alignment(model_a, model_b, subset=unseen, seed=seed)
-        metrics.update({f"{k}_unseen": v for k, v in m.items() if k.endswith("_embed") and "allvocab" not in k})
-        arrays["align_seed_embed_unseen"] = a["align_seed_embed"]
+        al = align(model_param_space(model_a), model_param_space(model_b), subset=unseen)
+        metrics.update({f"{k}_unseen": v for k, v in _align_metrics("seed", al, None).items()})
+        arrays["align_seed_embed_unseen"] = al.scores
     return metrics, arrays
 
 
@@ -293,7 +293,7 @@ def run_experiment(model: HookedModel, quick: bool = False, seed: int = 0, **ove
             m, a = seed_pair_alignment(ma, mb, subset=seed_subset, seed=seed)
             metrics.update(m)
             arrays.update(a)
-            m, a = unseen_token_control(ma, mb, sa["config"]["corpus"], seed)
+            m, a = unseen_token_control(ma, mb, sa["config"]["corpus"])
             metrics.update(m)
             arrays.update(a)
             for i, st in enumerate((sa, sb)):

@@ -185,6 +185,22 @@ def atomic_dir(final: Path, build: Callable[[Path], None]) -> Path:
     return final
 
 
+def atomic_torch_save(obj, path: Path) -> Path:
+    """``torch.save`` to a temporary file beside ``path``, then rename it into place."""
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
 def fetch_asset(name: str, force: bool = False) -> Path:
     """Download, verify and cache asset ``name``; return its folder."""
     if name not in ASSETS:

@@ -18,9 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -29,7 +26,7 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
-from interp.models.assets import cache_root
+from interp.models.assets import atomic_dir, atomic_torch_save, cache_root
 
 STATS_FILE = "training_stats.json"
 # The two models `interp run embedding-space` aligns differ only in ``seed``. Chosen so the
@@ -102,11 +99,7 @@ def _windows(corpus: str, tok, tok_name: str, seq_len: int, split: str) -> Int[T
     if cache.is_file():
         return torch.load(cache)
     data = load_corpus(corpus).token_sequences(tok, seq_len, None, split=split)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".win.", dir=cache.parent)
-    os.close(fd)
-    torch.save(data, tmp)
-    os.replace(tmp, cache)
+    atomic_torch_save(data, cache)
     return data
 
 
@@ -266,18 +259,13 @@ def fit_small_lm(
 
 def _save(hf, tok, stats: dict[str, Any], folder: Path) -> None:
     """save_pretrained + tokenizer + stats into a temp folder, then rename into place."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+
+    def build(tmp: Path) -> None:
         hf.save_pretrained(tmp)
         tok.save_pretrained(tmp)
         (tmp / STATS_FILE).write_text(json.dumps(stats, indent=1))
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+
+    atomic_dir(folder, build)
 
 
 def load_small_lm(path: str | Path, prepend_bos: bool = False):
