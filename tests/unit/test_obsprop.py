@@ -312,6 +312,7 @@ def test_batched_patching_matches_single_head(tiny_gpt2, mode):
             act[:, :, h] = src[:, :, h]
             return act
 
-        out = m.run_with_hooks(clean, [(names[layer], hook)])
-        single = float((obs.value(out[:, -1]) - clean_val).mean())
+        with torch.no_grad():
+            out = m.run_with_hooks(clean, [(names[layer], hook)])
+            single = float((obs.value(out[:, -1]) - clean_val).mean())
         assert float(eff[layer, h]) == pytest.approx(single, rel=1e-4, abs=1e-5)
