@@ -19,8 +19,8 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-DEFAULTS = {"arch": "gpt2", "n_layers": 2, "d_model": 64, "n_heads": 4, "steps": 200, "seq_len": 64, "batch": 8,
-            "lr": 3e-3, "corpus": "enwiki", "tokenizer": None}
+# Flags that override a preset; unset ones fall back to the preset, then to fit_small_lm's own defaults.
+SETTINGS = ("arch", "n_layers", "d_model", "n_heads", "steps", "seq_len", "batch", "lr", "corpus", "tokenizer")
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -43,12 +43,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--out-dir", default=None)
     ap.add_argument("--retrain", action="store_true", help="train even if a matching folder exists")
     a = ap.parse_args(argv)
-    settings = dict(DEFAULTS)
+    settings = {}
     if a.preset == "seed-pair":
         from interp.models.small_lm import SEED_PAIR_SETTINGS
 
         settings.update(SEED_PAIR_SETTINGS)
-    settings.update({k: v for k, v in vars(a).items() if k in DEFAULTS and v is not None})
+    settings.update({k: v for k, v in vars(a).items() if k in SETTINGS and v is not None})
     stats = fit_small_lm(seed=a.seed, out_dir=a.out_dir, reuse=not a.retrain, verbose=True, device=a.device, **settings)
     short = {k: v for k, v in stats.items() if k != "loss_curve"}
     print(json.dumps(short, indent=1))
