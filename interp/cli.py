@@ -47,26 +47,118 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
-    from interp.experiments import get_experiment
+def _check_out_dir(out: str | Path) -> Path:
+    """Fail now, not after the computation, if runs cannot be written under ``out``."""
+    out = Path(out)
+    for parent in (out, *out.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"--out {out}: {parent} is a file, not a folder")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise ValueError(f"--out {out}: {parent} is not writable")
+            break
+    return out
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads is None:
+        return
+    if threads < 1:
+        raise ValueError(f"--threads must be a positive integer, got {threads}")
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _execute(name: str, model_name: str, device: str, config, prompts: str | None, out: str) -> int:
+    """Load the model, run, save, print what was found. Everything cheap is checked first."""
+    from interp.experiments import run_analysis
     from interp.models import load_model
 
-    run = get_experiment(args.experiment)
-    if args.threads is not None:
-        if args.threads < 1:
-            raise SystemExit(f"--threads must be a positive integer, got {args.threads}")
-        import torch
-
-        torch.set_num_threads(args.threads)
+    out_dir = _check_out_dir(out)
+    if prompts is not None and not Path(prompts).is_file():
+        raise ValueError(f"--prompts {prompts}: no such file")
     t = time.perf_counter()
-    model = load_model(args.model, device=args.device)
+    model = load_model(model_name, device=device)
     load_s = time.perf_counter() - t
-    result = run(model, quick=args.quick, seed=args.seed)
+    result = run_analysis(name, model, config, prompts=prompts)
     result.timings.setdefault("model_load_s", round(load_s, 2))
     result.timings["total_s"] = round(time.perf_counter() - t, 2)
-    path = result.save(args.out)
-    print(f"\n{args.experiment} on {args.model}{' (quick)' if args.quick else ''}: {path}")
-    print(result.summary().to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    path = result.save(out_dir)
+    print(f"\n{path}")
+    print(result.summary_text())
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from interp.experiments import EXPERIMENTS, get_experiment
+    from interp.progress import set_quiet
+
+    if args.help or args.experiment is None:
+        args.parser.print_help()
+        if args.experiment is not None:
+            exp = get_experiment(args.experiment)
+            print(f"\n{exp.name}: {exp.description}")
+            if exp.prompts:
+                print(f"--prompts takes: {exp.prompts}")
+            print("\n" + exp.config_class.help_text())
+        else:
+            print("\nexperiments:\n" + "\n".join(f"  {k:<20} {v.description}" for k, v in EXPERIMENTS.items()))
+        return 0
+    exp = get_experiment(args.experiment)
+    set_quiet(args.quiet)
+    _set_threads(args.threads)
+    config = exp.config(quick=args.quick, seed=args.seed, config_file=args.config, assignments=args.set or ())
+    return _execute(exp.name, args.model, args.device, config, args.prompts, args.out)
+
+
+def _cmd_rerun(args: argparse.Namespace) -> int:
+    """Re-run a stored run: same experiment, model, config, prompt file (sha256 checked), threads."""
+    import json
+
+    from interp.experiments import file_sha256, get_experiment
+    from interp.progress import set_quiet
+
+    run_dir = Path(args.run_dir)
+    mpath = run_dir / "manifest.json"
+    if not mpath.is_file():
+        raise ValueError(f"{run_dir} is not a run directory (no manifest.json)")
+    manifest = json.loads(mpath.read_text())
+    if not isinstance(manifest, dict):
+        raise ValueError(f"{mpath} must hold a JSON object")
+    exp = get_experiment(str(manifest.get("experiment")))
+    config = exp.config_class.from_dict(manifest.get("config") or {}, where=str(mpath))
+    dataset = (manifest.get("meta") or {}).get("dataset")
+    prompts = None
+    if dataset:
+        prompts = dataset["path"]
+        if not Path(prompts).is_file():
+            raise ValueError(f"the run read {prompts}, which no longer exists")
+        if file_sha256(prompts) != dataset["sha256"]:
+            raise ValueError(f"{prompts} changed since the run (sha256 differs); not re-running on other data")
+    model = manifest.get("model") or {}
+    if not isinstance(model, dict) or not model.get("id"):
+        raise ValueError(f"{mpath} does not name its model")
+    set_quiet(args.quiet)
+    threads = args.threads if args.threads is not None else (manifest.get("runtime") or {}).get("torch_threads")
+    _set_threads(threads)
+    device = args.device or model.get("device") or "cpu"
+    return _execute(exp.name, model["id"], device, config, prompts, args.out)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from interp.report import write_report
+
+    path = write_report(args.runs, args.output, notes_dir=args.notes)
+    print(f"wrote {path}")
+    return 0
+
+
+def _cmd_reference(args: argparse.Namespace) -> int:
+    from interp.report import save_reference
+
+    for run in args.runs:
+        print(save_reference(run, args.to))
     return 0
 
 
@@ -90,16 +182,38 @@ def build_parser() -> argparse.ArgumentParser:
     f = sub.add_parser("fetch", help="download, verify and cache an asset (or 'all')")
     f.add_argument("name")
     f.set_defaults(func=_cmd_fetch)
-    r = sub.add_parser("run", help="run a reproduction and write a run directory", epilog="experiments: " + "; ".join(f"{k}: {v[1]}" for k, v in EXPERIMENTS.items()))
-    r.add_argument("experiment", choices=list(EXPERIMENTS), metavar="EXPERIMENT")
+    r = sub.add_parser("run", help="run a reproduction and write a run directory", add_help=False,
+                       description="Run an analysis. `interp run EXPERIMENT --help` lists its config fields.")
+    r.add_argument("experiment", nargs="?", choices=list(EXPERIMENTS), metavar="EXPERIMENT")
+    r.add_argument("-h", "--help", action="store_true", help="show this help and the experiment's config fields")
     r.add_argument("--model", default=DEFAULT_MODEL)
     r.add_argument("--out", default=str(DEFAULT_RUNS), help="runs directory (default: ./runs or $INTERP_RUNS)")
-    r.add_argument("--quick", action="store_true", help="small sizes, for CI and a first look")
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--quick", action="store_true", help="the quick preset: a smoke test, never a verdict")
+    r.add_argument("--seed", type=int, default=None, help="seed (overrides the config's)")
+    r.add_argument("--set", action="append", metavar="KEY=VALUE", help="set a config field (repeatable)")
+    r.add_argument("--config", metavar="FILE.toml", help="config fields from a TOML file (applied before --set)")
+    r.add_argument("--prompts", metavar="FILE", help="your own prompts / data file (format: see --help)")
     r.add_argument("--device", default="cpu")
     r.add_argument("--threads", type=int, default=None,
                    help="torch intra-op threads (default: torch's choice; 1 is often faster on a busy machine)")
-    r.set_defaults(func=_cmd_run)
+    r.add_argument("--quiet", action="store_true", help="no progress bars or stage lines")
+    r.set_defaults(func=_cmd_run, parser=r)
+    rr = sub.add_parser("rerun", help="re-run a stored run from its manifest (same config, model, data)")
+    rr.add_argument("run_dir")
+    rr.add_argument("--out", default=str(DEFAULT_RUNS))
+    rr.add_argument("--device", default=None, help="default: the device the run used")
+    rr.add_argument("--threads", type=int, default=None, help="default: the thread count the run used")
+    rr.add_argument("--quiet", action="store_true")
+    rr.set_defaults(func=_cmd_rerun)
+    rp = sub.add_parser("report", help="generate the reproduction report from run directories")
+    rp.add_argument("runs", nargs="+", help="run directories or folders of runs (e.g. docs/runs)")
+    rp.add_argument("-o", "--output", default="docs/REPRODUCTION.md")
+    rp.add_argument("--notes", default=None, help="folder of hand-written method notes (default: docs/notes next to the output)")
+    rp.set_defaults(func=_cmd_report)
+    rf = sub.add_parser("reference", help="copy a run's manifest and claims table into the reference folder")
+    rf.add_argument("runs", nargs="+")
+    rf.add_argument("--to", default="docs/runs")
+    rf.set_defaults(func=_cmd_reference)
     d = sub.add_parser("dashboard", help="serve the dashboard on the runs directory")
     d.add_argument("--runs", default=str(DEFAULT_RUNS))
     d.add_argument("--host", default="127.0.0.1")
@@ -117,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; no partial run was written", file=sys.stderr)
         return 130
-    except (ValueError, KeyError, IndexError, RuntimeError, OSError) as exc:
+    except (ValueError, KeyError, IndexError, RuntimeError, OSError, OverflowError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

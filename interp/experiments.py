@@ -1,24 +1,85 @@
-"""Registry of runnable reproductions for `interp run NAME`.
+"""Registry of analyses for `interp run NAME`, and the one way a run is made.
 
-Each entry points to a function ``run(model, quick: bool, seed: int) -> Result`` in an
-analysis module, imported only when asked for (so `interp models` stays fast).
+Every analysis package ``interp.analyses.<method>`` exports the same contract:
+
+    Config                    frozen `interp.config.AnalysisConfig` subclass (quick / full presets)
+    CLAIMS                    the papers' claims it tests (`interp.claims.Claim`)
+    run_experiment(model, config=None, dataset=None) -> Result   (with a ``claims`` table)
+    load_dataset(model, path) -> dataset          only for methods that read prompts
+
+Packages are imported only when asked for, so `interp models` stays fast. `run_analysis`
+is what the CLI, `interp rerun` and the dashboard call: it validates the config and the
+user's file before any long work, runs, and records the file's path and sha256.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
-from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-EXPERIMENTS: dict[str, tuple[str, str]] = {
-    "sanity": ("interp.analyses.sanity:run_experiment", "model sanity checks: capital recall, IOI logit difference, induction heads"),
-    "ioi-reuse": ("interp.analyses.circuit_reuse:run_experiment", "IOI circuit by path patching and its reuse on Colored Objects"),
-    "talking-heads": ("interp.analyses.talking_heads:run_experiment", "SVD communication channels between heads, Laundry List"),
-    "embedding-space": ("interp.analyses.embedding_space:run_experiment", "parameters projected to vocabulary space, cross-model alignment"),
-    "obsprop": ("interp.analyses.obsprop:run_experiment", "Observable Propagation feature vectors and coupling coefficients"),
-    "factual-recall": ("interp.analyses.factual_recall:run_experiment", "argument heads, MLP amplify/erase, anti-overconfidence"),
-    "bigram-subnetworks": ("interp.analyses.bigram_subnetworks:run_experiment", "bigram subnetworks by mask learning"),
-    "attention-atlas": ("interp.analyses.attention_atlas:run_experiment", "joint query-key embeddings of every head (AttentionViz)"),
+from interp.config import AnalysisConfig, ConfigError
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One entry of the registry: a CLI name, its package and a one-line description."""
+
+    name: str
+    package: str
+    description: str
+    prompts: str = ""  # what --prompts takes, or "" if the method reads no prompt file
+
+    def module(self) -> ModuleType:
+        try:
+            return importlib.import_module(self.package)
+        except ModuleNotFoundError as exc:
+            raise UnknownExperimentError(f"experiment {self.name!r} is registered but {self.package} is not available: {exc}") from exc
+
+    @property
+    def config_class(self) -> type[AnalysisConfig]:
+        return self.module().Config
+
+    @property
+    def claims(self) -> list[Any]:
+        return list(self.module().CLAIMS)
+
+    def config(self, quick: bool = False, seed: int | None = None, config_file: str | Path | None = None,
+               assignments: list[str] | tuple[str, ...] = ()) -> AnalysisConfig:
+        """Preset, then the TOML file, then ``--set`` assignments, then the seed (validated)."""
+        cfg = self.config_class.preset(quick)
+        if config_file is not None:
+            cfg = cfg.with_toml(config_file)
+        if assignments:
+            cfg = cfg.with_assignments(assignments)
+        if seed is not None:
+            cfg = cfg.replace(seed=seed)
+        return cfg
+
+
+EXPERIMENTS: dict[str, Experiment] = {
+    e.name: e
+    for e in (
+        Experiment("sanity", "interp.analyses.sanity", "model sanity checks: capital recall, IOI logit difference, induction heads"),
+        Experiment("ioi-reuse", "interp.analyses.circuit_reuse", "IOI circuit by path patching and its reuse on Colored Objects",
+                   "IOI JSONL (prompt, corrupt_prompt, answer, wrong_answer, ...)"),
+        Experiment("talking-heads", "interp.analyses.talking_heads", "SVD communication channels between heads, Laundry List",
+                   "IOI JSONL (prompts for the channel search)"),
+        Experiment("embedding-space", "interp.analyses.embedding_space", "parameters projected to vocabulary space, cross-model alignment",
+                   "corpus text file (tokens for the alignment statistics)"),
+        Experiment("obsprop", "interp.analyses.obsprop", "Observable Propagation feature vectors and coupling coefficients",
+                   "observables JSONL ({name, positive: [tokens], negative: [tokens], prompts: [...]})"),
+        Experiment("factual-recall", "interp.analyses.factual_recall", "argument heads, MLP amplify/erase, anti-overconfidence",
+                   "factual triples JSONL (subject, relation, attribute)"),
+        Experiment("bigram-subnetworks", "interp.analyses.bigram_subnetworks", "bigram subnetworks by mask learning",
+                   "corpus text file (training and evaluation text)"),
+        Experiment("attention-atlas", "interp.analyses.attention_atlas", "joint query-key embeddings of every head (AttentionViz)",
+                   "text file, one prompt a line"),
+        Experiment("testbeds", "interp.testbeds", "every method on models with planted mechanisms (ground truth)"),
+    )
 }
 
 
@@ -26,14 +87,44 @@ class UnknownExperimentError(ValueError):
     """An experiment name not in the registry."""
 
 
-def get_experiment(name: str) -> Callable[..., Any]:
-    """The run function of experiment ``name``."""
+def get_experiment(name: str) -> Experiment:
+    """The registry entry of ``name`` (error lists the available ones)."""
     if name not in EXPERIMENTS:
         raise UnknownExperimentError(f"unknown experiment {name!r}; available: {', '.join(EXPERIMENTS)}")
-    target = EXPERIMENTS[name][0]
-    module, _, func = target.partition(":")
-    try:
-        mod = importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        raise UnknownExperimentError(f"experiment {name!r} is registered but its module {module} is not available: {exc}") from exc
-    return getattr(mod, func)
+    return EXPERIMENTS[name]
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def run_analysis(name: str, model: Any, config: AnalysisConfig, prompts: str | Path | None = None) -> Any:
+    """Run analysis ``name`` with a validated ``config`` on the user's ``prompts`` file.
+
+    The file is loaded and validated first (line-numbered errors), so bad input fails
+    before any long work; its resolved path and sha256 go into ``result.meta['dataset']``."""
+    exp = get_experiment(name)
+    mod = exp.module()
+    if not isinstance(config, mod.Config):
+        raise ConfigError(f"{name} takes a {mod.Config.__name__}, got {type(config).__name__}")
+    dataset = None
+    dataset_meta: dict[str, Any] | None = None
+    if prompts is not None:
+        loader = getattr(mod, "load_dataset", None)
+        if loader is None:
+            raise ConfigError(f"{name} reads no prompt file; --prompts is not accepted")
+        path = Path(prompts)
+        if not path.is_file():
+            raise ConfigError(f"prompt file {path} does not exist or is not a file")
+        dataset_meta = {"path": str(path.resolve()), "sha256": file_sha256(path)}
+        dataset = loader(model, path)
+    result = mod.run_experiment(model, config=config, dataset=dataset)
+    if dataset_meta is not None:
+        result.meta["dataset"] = dataset_meta
+    if result.claims is None:
+        raise RuntimeError(f"{name} produced no claims table; every analysis must evaluate its claims")
+    return result

@@ -195,6 +195,8 @@ class HookedModel:
             "bos_policy": "prepend" if self.prepend_bos else "none",
             "bos_token": self.tokenizer.bos_token,
             "architecture": self.cfg.__dict__,
+            "device": str(self.device),
+            "dtype": str(next(self.bridge.parameters()).dtype).removeprefix("torch."),
         }
 
     def __repr__(self) -> str:

@@ -73,12 +73,45 @@ class Result:
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
+    findings: list[str] = field(default_factory=list)
     path: Path | None = None
 
     # -------------------------------------------------------------- display
+    @property
+    def claims(self) -> pd.DataFrame | None:
+        """The run's claims table (claim, paper value, ours with CI, control, verdict)."""
+        return self.tables.get("claims")
+
     def summary(self) -> pd.DataFrame:
-        """Headline metrics as a two-column table."""
-        return pd.DataFrame({"metric": list(self.metrics), "value": list(self.metrics.values())})
+        """What was found (the analysis's findings), then the headline metrics."""
+        rows = [("finding", f) for f in self.findings] + list(self.headline().items())
+        return pd.DataFrame(rows, columns=["metric", "value"])
+
+    def headline(self) -> dict[str, float]:
+        """The metrics the analysis marked as headline (``meta['headline']``), else the first six."""
+        keys = self.meta.get("headline") or list(self.metrics)[:6]
+        return {k: self.metrics[k] for k in keys if k in self.metrics}
+
+    def claims_summary(self) -> pd.DataFrame | None:
+        """The claims table reduced to what a reader scans: id, ours, CI, control, verdict."""
+        c = self.claims
+        if c is None:
+            return None
+        return c[["claim_id", "value", "ci_low", "ci_high", "control_value", "n", "verdict"]]
+
+    def summary_text(self) -> str:
+        """Findings, headline metrics and the claims table as plain text (the CLI prints it)."""
+        out = [f"{self.experiment} on {self.model.get('id', '?')}" + (" (quick: smoke test, no verdicts)" if self.config.get("quick") else "")]
+        out += [f"  * {f}" for f in self.findings]
+        head = self.headline()
+        if head:
+            out.append("headline metrics:")
+            out += [f"  {k} = {_fmt(v)}" for k, v in head.items()]
+        cs = self.claims_summary()
+        if cs is not None:
+            out.append("claims:")
+            out.append(cs.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+        return "\n".join(out)
 
     def main_figure(self):
         """The result's main plotly figure, or None (builders registered by interp.viz)."""
@@ -92,7 +125,11 @@ class Result:
         head = f"<b>{self.kind}</b> · {self.experiment} · model {self.model.get('id', '?')}"
         if self.path:
             head += f" · <code>{self.path}</code>"
-        return f"<div>{head}</div>" + self.summary().to_html(index=False, float_format=lambda v: f"{v:.4g}")
+        html = f"<div>{head}</div>" + self.summary().to_html(index=False, float_format=lambda v: f"{v:.4g}")
+        cs = self.claims_summary()
+        if cs is not None:
+            html += "<div><b>claims</b></div>" + cs.to_html(index=False, float_format=lambda v: f"{v:.3g}", na_rep="")
+        return html
 
     def _ipython_display_(self) -> None:
         """Jupyter: the summary table, then the main figure through plotly's own renderer
@@ -105,8 +142,12 @@ class Result:
             fig.show()
 
     def __repr__(self) -> str:
-        metrics = ", ".join(f"{k}={_fmt(v)}" for k, v in list(self.metrics.items())[:8])
-        return f"{type(self).__name__}({self.experiment!r}, model={self.model.get('id')!r}, {metrics})"
+        found = "; ".join(self.findings[:4]) or ", ".join(f"{k}={_fmt(v)}" for k, v in list(self.metrics.items())[:6])
+        verdicts = ""
+        if self.claims is not None:
+            counts = self.claims["verdict"].value_counts()
+            verdicts = ", claims: " + ", ".join(f"{n} {v}" for v, n in counts.items())
+        return f"{type(self).__name__}({self.experiment!r}, model={self.model.get('id')!r}, {found}{verdicts})"
 
     # -------------------------------------------------------------- saving
     def save(self, runs_dir: str | Path, name: str | None = None) -> Path:
@@ -145,6 +186,8 @@ class Result:
                 "timings": self.timings,
                 "notes": self.notes,
                 "meta": self.meta,
+                "findings": self.findings,
+                "runtime": runtime_info(self.model),
                 "versions": package_versions(),
                 "git_commit": git_commit(),
                 "platform": platform.platform(),
@@ -216,6 +259,7 @@ def load_run(path: str | Path) -> Result:
         timings=manifest.get("timings", {}),
         notes=manifest.get("notes", []),
         meta=manifest.get("meta", {}),
+        findings=manifest.get("findings", []),
     )
     if cls is Result:  # kind not registered in this process: keep the stored kind for figures
         res.kind = manifest["kind"]  # type: ignore[misc]
@@ -263,6 +307,18 @@ def package_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             pass
     return out
+
+
+def runtime_info(model: dict[str, Any]) -> dict[str, Any]:
+    """Threads, device and dtype the numbers were computed with (they can change the last bits)."""
+    info: dict[str, Any] = {"device": model.get("device"), "dtype": model.get("dtype")}
+    try:
+        import torch
+
+        info["torch_threads"] = torch.get_num_threads()
+    except ImportError:  # a store used without torch
+        info["torch_threads"] = None
+    return info
 
 
 def git_commit() -> str | None:
