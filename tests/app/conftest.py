@@ -69,17 +69,18 @@ def app_runs(tmp_path_factory, tiny_llama):
 
 
 def _generate_runs(runs: Path, tiny_llama) -> dict[str, str]:
-    from interp.experiments import EXPERIMENTS
+    from interp.experiments import EXPERIMENTS, run_analysis
 
     failed: dict[str, str] = {}
-    for name, (target, _) in EXPERIMENTS.items():
-        module, _, func = target.partition(":")
+    for name, exp in EXPERIMENTS.items():
         try:
-            mod = importlib.import_module(module)
+            importlib.import_module(exp.package)
         except ModuleNotFoundError:
             continue
+        if name == "testbeds":
+            continue
         try:
-            res = getattr(mod, func)(tiny_llama, quick=True)
+            res = run_analysis(name, tiny_llama, exp.config(quick=True))
             res.save(runs)
         except Exception as exc:  # another analysis still being written: report, don't hide
             if name == "attention-atlas":
