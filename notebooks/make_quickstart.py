@@ -38,7 +38,7 @@ CELLS = [
         "go.Figure(go.Scatter(y=ranks.tolist(), mode='lines+markers')).update_layout(title=\"rank of ' Mary' by layer\", xaxis_title='layer (0 = embeddings)', yaxis_title='rank', yaxis_type='log', template='plotly_white')"
     ),
     new_markdown_cell("## The sanity experiment as a Result (summary table + main figure)"),
-    new_code_cell("from interp.analyses.sanity import run_experiment\nresult = run_experiment(model, quick=True)\nresult"),
+    new_code_cell("from interp.analyses.sanity import Config, run_experiment\nresult = run_experiment(model, Config.quick_preset())\nresult"),
 ]
 
 

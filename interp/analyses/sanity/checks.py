@@ -9,13 +9,12 @@ occurrence), with the loss on each copy.
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import torch
 from einops import reduce
 from jaxtyping import Float
 from torch import Tensor
 
-from interp.core import HookedModel, head_name
+from interp.core import HookedModel
 
 
 def capital_check(model: HookedModel, prompt: str = "The capital of France is", answer: str = " Paris") -> dict[str, float | str]:
