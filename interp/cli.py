@@ -4,11 +4,35 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from pathlib import Path
 
 DEFAULT_RUNS = Path(os.environ.get("INTERP_RUNS", "runs"))
+ONLINE_ENV = "INTERP_ONLINE"  # same opt-in as interp.models.registry.online_allowed
+MAX_SEED = 2**32 - 1
+
+
+def _seed(text: str) -> int:
+    """argparse type of --seed: an integer every RNG in the stack accepts (numpy: < 2**32)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_SEED}, got {text if len(text) < 40 else text[:37] + '...'}")
+    return value
+
+
+def _network_policy(online: bool) -> bool:
+    """Nothing is downloaded from a model hub unless the user opts in (--online or
+    INTERP_ONLINE=1): HF_HUB_OFFLINE=1 otherwise, for this process and what it starts."""
+    if online:
+        os.environ[ONLINE_ENV] = "1"
+    allowed = os.environ.get(ONLINE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+    os.environ["HF_HUB_OFFLINE"] = "0" if allowed else "1"
+    return allowed
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
@@ -74,8 +98,10 @@ def _execute(name: str, model_name: str, device: str, config, prompts: str | Non
     """Load the model, run, save, print what was found. Everything cheap is checked first."""
     from interp.experiments import run_analysis
     from interp.models import load_model
+    from interp.models.registry import check_device
 
     out_dir = _check_out_dir(out)
+    check_device(device)
     if prompts is not None and not Path(prompts).is_file():
         raise ValueError(f"--prompts {prompts}: no such file")
     t = time.perf_counter()
@@ -177,6 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     from interp.models import DEFAULT_MODEL
 
     p = argparse.ArgumentParser(prog="interp", description=__doc__)
+    online_help = f"allow downloads from a model hub (default: never; or set {ONLINE_ENV}=1)"
+    p.add_argument("--online", action="store_true", help=online_help)
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("models", help="list models and assets, and what is cached").set_defaults(func=_cmd_models)
     f = sub.add_parser("fetch", help="download, verify and cache an asset (or 'all')")
@@ -189,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--model", default=DEFAULT_MODEL)
     r.add_argument("--out", default=str(DEFAULT_RUNS), help="runs directory (default: ./runs or $INTERP_RUNS)")
     r.add_argument("--quick", action="store_true", help="the quick preset: a smoke test, never a verdict")
-    r.add_argument("--seed", type=int, default=None, help="seed (overrides the config's)")
+    r.add_argument("--seed", type=_seed, default=None, help=f"seed, 0..{MAX_SEED} (overrides the config's)")
     r.add_argument("--set", action="append", metavar="KEY=VALUE", help="set a config field (repeatable)")
     r.add_argument("--config", metavar="FILE.toml", help="config fields from a TOML file (applied before --set)")
     r.add_argument("--prompts", metavar="FILE", help="your own prompts / data file (format: see --help)")
@@ -197,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--threads", type=int, default=None,
                    help="torch intra-op threads (default: torch's choice; 1 is often faster on a busy machine)")
     r.add_argument("--quiet", action="store_true", help="no progress bars or stage lines")
+    r.add_argument("--online", dest="online_sub", action="store_true", help=online_help)
     r.set_defaults(func=_cmd_run, parser=r)
     rr = sub.add_parser("rerun", help="re-run a stored run from its manifest (same config, model, data)")
     rr.add_argument("run_dir")
@@ -204,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     rr.add_argument("--device", default=None, help="default: the device the run used")
     rr.add_argument("--threads", type=int, default=None, help="default: the thread count the run used")
     rr.add_argument("--quiet", action="store_true")
+    rr.add_argument("--online", dest="online_sub", action="store_true", help=online_help)
     rr.set_defaults(func=_cmd_rerun)
     rp = sub.add_parser("report", help="generate the reproduction report from run directories")
     rp.add_argument("runs", nargs="+", help="run directories or folders of runs (e.g. docs/runs)")
@@ -219,13 +249,22 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--host", default="127.0.0.1")
     d.add_argument("--port", type=int, default=8050)
     d.add_argument("--model", default=DEFAULT_MODEL, help="model for live queries")
+    d.add_argument("--online", dest="online_sub", action="store_true", help=online_help)
     d.set_defaults(func=_cmd_dashboard)
     return p
 
 
+def _on_sigterm(signum, frame) -> None:
+    raise SystemExit(128 + signum)  # unwinds: an interrupted save removes its temporary folder
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    os.environ.setdefault("HF_HUB_OFFLINE", "0")
+    _network_policy(bool(getattr(args, "online", False) or getattr(args, "online_sub", False)))
+    try:
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread (e.g. called from a test thread)
+        previous = None
     try:
         return args.func(args)
     except KeyboardInterrupt:
@@ -234,6 +273,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, KeyError, IndexError, RuntimeError, OSError, OverflowError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

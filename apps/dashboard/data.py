@@ -19,13 +19,21 @@ import numpy as np
 
 from interp.analyses.attention_atlas import METHODS, AtlasResult, projection_cache_path
 from interp.core.model import HEAD_RE, head_name
-from interp.results import Result, RunStoreError, list_runs, load_run
+from interp.results import Result, RunStoreError, load_run
+from interp.results.store import scan_runs
 
 RUN_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
 MAX_PROMPT_CHARS = 600
 MAX_PROMPT_TOKENS = 96
 MAX_SEARCH_CHARS = 40
 RUNS_TTL_S = 2.0
+MAX_URL_PARAMS = 20
+# Per-kind schema: what the pages of a kind read from a run (checked when the run is loaded,
+# so a run missing a piece is skipped with the reason instead of breaking a page).
+ATLAS_ARRAYS_LH = ("corr_pca", "corr_dhead", "first_token_attn", "prev_token_attn", "entropy", "translation_norm", "scale")
+KIND_SCHEMAS: dict[str, dict[str, tuple[str, ...]]] = {
+    "attention-atlas": {"arrays": ("tokens", "pca", "q_norm", "k_norm", "patterns", *ATLAS_ARRAYS_LH), "tables": ("tokens",)},
+}
 
 
 class ParamError(ValueError):
@@ -33,8 +41,14 @@ class ParamError(ValueError):
 
 
 def parse_query(search: str | None, allowed: Mapping[str, str]) -> dict[str, str]:
-    """Query string -> {name: value}; unknown, repeated or over-long parameters raise."""
-    raw = parse_qs((search or "").lstrip("?"), keep_blank_values=True, max_num_fields=20)
+    """Query string -> {name: value}; unknown, repeated, too many or over-long parameters raise."""
+    if search is not None and not isinstance(search, str):
+        raise ParamError(f"the URL query must be text, got {type(search).__name__}")
+    try:
+        raw = parse_qs((search or "").lstrip("?"), keep_blank_values=True, max_num_fields=MAX_URL_PARAMS)
+    except ValueError:
+        raise ParamError(f"too many URL parameters (at most {MAX_URL_PARAMS}); this page accepts: "
+                         f"{', '.join(allowed) or 'none'}") from None
     out = {}
     for key, vals in raw.items():
         if key not in allowed:
@@ -48,13 +62,15 @@ def parse_query(search: str | None, allowed: Mapping[str, str]) -> dict[str, str
 
 
 def check_choice(name: str, value: str, choices: tuple[str, ...] | list[str]) -> str:
-    if value not in choices:
+    if not isinstance(value, str) or value not in choices:
         raise ParamError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
     return value
 
 
 def check_head_label(label: str, n_layers: int, n_heads: int) -> tuple[int, int]:
-    m = HEAD_RE.match(label.strip())
+    if not isinstance(label, str):
+        raise ParamError(f"bad head {label!r}: expected text of the form L<layer>H<head>, e.g. L1H2")
+    m = HEAD_RE.match(label.strip()[:40])
     if not m:
         raise ParamError(f"bad head {label!r}: expected L<layer>H<head>, e.g. L1H2")
     layer, head = int(m.group(1)), int(m.group(2))
@@ -64,6 +80,8 @@ def check_head_label(label: str, n_layers: int, n_heads: int) -> tuple[int, int]
 
 
 def check_int(name: str, value: str, lo: int, hi: int) -> int:
+    if not isinstance(value, str | int) or isinstance(value, bool) or len(str(value)) > 12:
+        raise ParamError(f"{name} must be an integer between {lo} and {hi}, got {str(value)[:40]!r}")
     try:
         v = int(value)
     except (TypeError, ValueError):
@@ -85,19 +103,37 @@ class DashboardData:
         self._cache_size = cache_size
         self._models: dict[str, Any] = {}
         self._attn: OrderedDict[str, tuple[list[str], np.ndarray]] = OrderedDict()
-        self._runs: tuple[float, list[dict[str, Any]]] | None = None
+        self._runs: tuple[float, list[dict[str, Any]], list[dict[str, str]]] | None = None
+        self._load_failures: dict[str, dict[str, str]] = {}  # run folder -> {name, kind, reason}
 
     # ------------------------------------------------------------- runs
     def runs(self, refresh: bool = False) -> list[dict[str, Any]]:
         """Manifests of the runs (re-read at most every RUNS_TTL_S seconds unless ``refresh``)."""
+        return self._scan(refresh)[0]
+
+    def _scan(self, refresh: bool = False) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
         now = time.monotonic()
         with self._lock:
             if not refresh and self._runs is not None and now - self._runs[0] < RUNS_TTL_S:
-                return self._runs[1]
-        runs = list_runs(self.runs_dir)
+                return self._runs[1], self._runs[2]
+        try:
+            runs, skipped = scan_runs(self.runs_dir)
+        except Exception as exc:  # scan_runs is defensive per run; this is the folder itself
+            runs, skipped = [], [{"name": self.runs_dir.name, "path": str(self.runs_dir), "reason": f"{type(exc).__name__}: {exc}"}]
         with self._lock:
-            self._runs = (now, runs)
-        return runs
+            self._runs = (now, runs, skipped)
+        return runs, skipped
+
+    def skipped(self) -> list[dict[str, str]]:
+        """Run folders the dashboard cannot show, each with the reason (listing or loading)."""
+        listed = self._scan()[1]
+        with self._lock:
+            failed = [f for f in self._load_failures.values() if f["name"] not in {s["name"] for s in listed}]
+        return listed + failed
+
+    def _record_failure(self, path: Path, kind: str, reason: str) -> None:
+        with self._lock:
+            self._load_failures[str(path)] = {"name": path.name, "path": str(path), "kind": kind, "reason": reason}
 
     def kinds(self) -> list[str]:
         seen: list[str] = []
@@ -110,31 +146,48 @@ class DashboardData:
         return [m for m in self.runs(refresh) if m["kind"] == kind]
 
     def load(self, kind: str, run: str | None = None) -> Result:
-        """Run ``run`` (folder name) of ``kind``, or the newest one; ParamError if none."""
+        """Run ``run`` (folder name) of ``kind``, or the newest one that loads (broken newer
+        runs are passed over and listed as skipped); ParamError if there is none."""
         if run is not None:
-            if not RUN_NAME_RE.match(run):
-                raise ParamError(f"bad run name {run!r}")
-            path = self.runs_dir / run
+            if not isinstance(run, str) or not RUN_NAME_RE.match(run):
+                raise ParamError(f"bad run name {str(run)[:80]!r}")
             candidates = [m for m in self.runs_of(kind) if Path(m["path"]).name == run]
             if not candidates:  # maybe written since the last listing
                 candidates = [m for m in self.runs_of(kind, refresh=True) if Path(m["path"]).name == run]
             if not candidates:
                 raise ParamError(f"no {kind} run named {run!r} in {self.runs_dir}")
-        else:
-            candidates = self.runs_of(kind)
-            if not candidates:
-                raise ParamError(f"no {kind} run in {self.runs_dir}; create one with `interp run {kind} --quick --out {self.runs_dir}`")
-            path = Path(candidates[0]["path"])
+            try:
+                return self._load_path(Path(candidates[0]["path"]), kind)
+            except RunStoreError as exc:
+                raise ParamError(f"run {run} cannot be shown: {exc}") from None
+        candidates = self.runs_of(kind)
+        if not candidates:
+            raise ParamError(f"no {kind} run in {self.runs_dir}; create one with `interp run {kind} --quick --out {self.runs_dir}`")
+        reasons = []
+        for m in candidates:
+            try:
+                return self._load_path(Path(m["path"]), kind)
+            except RunStoreError as exc:
+                reasons.append(f"{Path(m['path']).name}: {exc}")
+        raise ParamError(f"none of the {len(candidates)} {kind} run(s) in {self.runs_dir} can be shown: " + "; ".join(reasons[:3]))
+
+    def _load_path(self, path: Path, kind: str) -> Result:
         key = str(path.resolve())
         with self._lock:
             if key in self._results:
                 self._results.move_to_end(key)
                 return self._results[key]
         try:
-            res = load_run(path)
+            res = load_run(path, kind=kind)
+            check_schema(res, kind)
         except RunStoreError as exc:
-            raise ParamError(f"run {path.name} cannot be loaded: {exc}") from exc
+            self._record_failure(path, kind, str(exc))
+            raise
+        except Exception as exc:  # anything else a damaged run can raise
+            self._record_failure(path, kind, f"{type(exc).__name__}: {exc}")
+            raise RunStoreError(f"{path.name}: {type(exc).__name__}: {exc}") from None
         with self._lock:
+            self._load_failures.pop(str(path), None)
             self._results[key] = res
             while len(self._results) > self._cache_size:
                 self._results.popitem(last=False)
@@ -163,8 +216,21 @@ class DashboardData:
     def model_for(self, name: str | None = None) -> Any:
         """The live model (``name`` defaults to the dashboard's), loaded once."""
         from interp.models import load_model
+        from interp.models.registry import apply_network_policy, online_allowed, resolve_source
 
         name = name or self.model_name
+        if not isinstance(name, str):
+            raise ParamError(f"the run names no model id (got {type(name).__name__})")
+        apply_network_policy()
+        if self._model is not None and (name == self.model_name or name == getattr(self._model, "name", None)):
+            return self._model
+        try:
+            source = resolve_source(name)
+        except ValueError as exc:
+            raise ParamError(f"model {name!r} cannot be loaded here: {exc}") from None
+        if source == "hub" and not online_allowed():
+            raise ParamError(f"model {name!r} is a hub id and would be downloaded; the dashboard downloads nothing unless "
+                             "started with `interp dashboard --online` (or INTERP_ONLINE=1)")
         if self._model is not None and (name == self.model_name or name == getattr(self._model, "name", None)):
             return self._model
         with self._lock:
@@ -206,3 +272,25 @@ class DashboardData:
     def heads_of(res: Result) -> list[str]:
         L, H = res.arrays["pca"].shape[:2]
         return [head_name(layer, h) for layer in range(L) for h in range(H)]
+
+
+def check_schema(res: Result, kind: str) -> Result:
+    """Per-kind schema check of a loaded run (RunStoreError naming what is missing or bad)."""
+    schema = KIND_SCHEMAS.get(kind)
+    if not schema:
+        return res
+    missing = [f"array {a!r}" for a in schema.get("arrays", ()) if a not in res.arrays]
+    missing += [f"table {t!r}" for t in schema.get("tables", ()) if t not in res.tables]
+    if missing:
+        raise RunStoreError(f"a {kind} run needs {', '.join(missing)}, which this run lacks")
+    if kind == "attention-atlas":
+        a = res.arrays
+        if a["pca"].ndim != 4 or a["pca"].shape[-1] != 2 or a["tokens"].ndim != 2:
+            raise RunStoreError(f"array 'pca' {a['pca'].shape} / 'tokens' {a['tokens'].shape} have the wrong number of axes")
+        lh = a["pca"].shape[:2]
+        bad = [k for k in ATLAS_ARRAYS_LH if a[k].shape != lh]
+        if bad or min(lh) < 1:
+            raise RunStoreError(f"per-head arrays {', '.join(bad) or 'pca'} do not match the {lh[0]} x {lh[1]} heads of 'pca'")
+        if "token" not in res.tables["tokens"]:
+            raise RunStoreError("table 'tokens' has no 'token' column")
+    return res

@@ -15,7 +15,7 @@ import pandas as pd
 from dash import dcc, html
 
 import interp.viz
-from apps.dashboard.data import RUN_NAME_RE, DashboardData, ParamError, parse_query
+from apps.dashboard.data import RUN_NAME_RE, DashboardData, ParamError, check_head_label, parse_query
 from interp.core.model import HEAD_RE
 
 log = logging.getLogger(__name__)
@@ -24,35 +24,60 @@ MAX_ROWS = 60
 KIND_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,60}$")
 
 
+def skipped_view(skipped: list[dict[str, str]], title: str = "Skipped runs") -> html.Div | None:
+    """The run folders that cannot be shown, with the reason (so nothing disappears silently)."""
+    if not skipped:
+        return None
+    rows = [html.Tr([html.Th("folder"), html.Th("why it is skipped")])]
+    rows += [html.Tr([html.Td(str(s.get("name", "?"))[:120]), html.Td(str(s.get("reason", "?"))[:400], className="small")])
+             for s in skipped[:MAX_ROWS]]
+    more = f" (first {MAX_ROWS} of {len(skipped)})" if len(skipped) > MAX_ROWS else f" ({len(skipped)})"
+    return html.Div([html.H3(title + more), html.Table(rows, className="runs skipped")], id="skipped", className="skipped-runs")
+
+
+def _run_row(m: dict[str, Any]) -> html.Tr:
+    name = Path(m["path"]).name
+    kind = m["kind"]
+    href = f"/atlas?run={name}" if kind == "attention-atlas" else f"/analysis/{kind}?run={name}"
+    if not KIND_RE.match(kind):  # listed, but no page can be addressed for it
+        href = "/"
+    metrics = ", ".join(f"{k}={_fmt(v)}" for k, v in list(m.get("metrics", {}).items())[:4])
+    return html.Tr([html.Td(kind[:80]), html.Td(dcc.Link(name, href=href)), html.Td(str(m.get("model", {}).get("id", "?"))[:120]),
+                    html.Td(str(m.get("created", ""))[:40]), html.Td(metrics[:300], className="small")])
+
+
 def home(data: DashboardData, search: str | None) -> Any:
     parse_query(search, {})
     runs = data.runs()
+    skipped = skipped_view(data.skipped())
     if not runs:
         return html.Div([html.H2("No runs yet"),
-                         html.P(f"{data.runs_dir} holds no runs. Create some with `interp run attention-atlas --quick "
-                                f"--out {data.runs_dir}` (and the other experiments), then reload.")], className="explain")
+                         html.P(f"{data.runs_dir} holds no runs that can be shown. Create some with `interp run "
+                                f"attention-atlas --quick --out {data.runs_dir}` (and the other experiments), then reload."),
+                         skipped], className="explain")
     rows = [html.Tr([html.Th(x) for x in ("kind", "run", "model", "created", "headline metrics")])]
     for m in runs:
-        name = Path(m["path"]).name
-        kind = m["kind"]
-        href = f"/atlas?run={name}" if kind == "attention-atlas" else f"/analysis/{kind}?run={name}"
-        metrics = ", ".join(f"{k}={_fmt(v)}" for k, v in list(m.get("metrics", {}).items())[:4])
-        rows.append(html.Tr([html.Td(kind), html.Td(dcc.Link(name, href=href)), html.Td(m.get("model", {}).get("id", "?")),
-                             html.Td(m.get("created", "")), html.Td(metrics, className="small")]))
+        try:
+            rows.append(_run_row(m))
+        except Exception as exc:  # one odd manifest must not blank the overview
+            log.warning("overview row for %s failed: %s", m.get("path"), exc)
+            rows.append(html.Tr([html.Td(str(m.get("kind"))[:80]), html.Td(Path(str(m.get("path"))).name),
+                                 html.Td(f"cannot be shown ({type(exc).__name__})", colSpan=3)]))
     cards = [html.Div([html.H4(dcc.Link(k, href="/atlas" if k == "attention-atlas" else f"/analysis/{k}")),
-                       html.P(f"{len(data.runs_of(k))} run(s)")], className="card") for k in data.kinds()]
+                       html.P(f"{len(data.runs_of(k))} run(s)")], className="card") for k in data.kinds() if KIND_RE.match(k)]
     return html.Div([
         html.H2("Runs"),
         html.P(f"Runs directory: {data.runs_dir} · live model for typed prompts: {data.model_name}", className="explain"),
         html.Div(cards, className="cards"),
         html.Table(rows, className="runs"),
+        skipped,
     ])
 
 
 def _fmt(v: Any) -> str:
     if v is None:
         return "n/a"
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
+    return f"{v:.4g}" if isinstance(v, float) else str(v)[:60]
 
 
 def _cell(value: Any, atlas_run: str | None, kinds: list[str]) -> Any:
@@ -91,9 +116,18 @@ def table_view(name: str, df: pd.DataFrame, atlas_run: str | None, kinds: list[s
     return html.Div([html.H4(f"table: {name}{more}{note}"), html.Div(html.Table(rows, className="data"), className="scroll")])
 
 
+def _check_head_in_run(head: str, res: Any) -> None:
+    """An out-of-range head is refused when the run records its model's size."""
+    arch = res.model.get("architecture") if isinstance(res.model, dict) else None
+    if isinstance(arch, dict):
+        n_layers, n_heads = arch.get("n_layers"), arch.get("n_heads")
+        if isinstance(n_layers, int) and isinstance(n_heads, int) and n_layers > 0 and n_heads > 0:
+            check_head_label(head, n_layers, n_heads)
+
+
 def analysis_page(data: DashboardData, kind: str, search: str | None) -> Any:
     if not KIND_RE.match(kind):
-        raise ParamError(f"bad analysis kind {kind!r}")
+        raise ParamError(f"bad analysis kind {kind[:80]!r}")
     if kind not in data.kinds():
         raise ParamError(f"no runs of kind {kind!r} in {data.runs_dir}; present: {', '.join(data.kinds()) or 'none'}")
     q = parse_query(search, {"run": "", "head": ""})
@@ -104,6 +138,9 @@ def analysis_page(data: DashboardData, kind: str, search: str | None) -> Any:
     if head is not None and not HEAD_RE.match(head):
         raise ParamError(f"bad head {head!r}: expected L<layer>H<head>, e.g. L1H2")
     res = data.load(kind, run)
+    if head is not None:
+        _check_head_in_run(head, res)
+    skipped_here = [s for s in data.skipped() if s.get("kind") == kind]
     atlas_runs = data.runs_of("attention-atlas")
     atlas_run = Path(atlas_runs[0]["path"]).name if atlas_runs else None
     kinds = data.kinds()
@@ -133,6 +170,7 @@ def analysis_page(data: DashboardData, kind: str, search: str | None) -> Any:
         html.Div([html.B(res.model.get("id", "?")), f" · run {Path(res.path).name} · experiment {res.experiment} · seed {res.seed}"
                   f" · BOS {res.model.get('bos_policy', '?')}"], className="run-meta"),
         html.Div(["runs: ", *run_links], className="run-list") if len(others) > 1 else None,
+        skipped_view(skipped_here, f"Skipped {kind} runs"),
         head_note,
         html.Div([html.Div([html.H3("Metrics"), metrics], className="side-col"),
                   html.Div([html.H3("Notes"), html.Ul([html.Li(n) for n in res.notes]) if res.notes else html.P("none")],

@@ -78,6 +78,8 @@ def register(app: dash.Dash, data: DashboardData) -> None:
                   State("prompt", "value"), State("sentence-head", "value"), prevent_initial_call=True)
     def _run(_n, text, mode):
         try:
+            if not isinstance(text, str | None) or not isinstance(mode, str | None):
+                raise ParamError("the prompt and the head / layer must be text")
             return sentence_output(data, text or "", mode or "")
         except ParamError as exc:
             return html.Div(str(exc), className="error-message", role="alert")

@@ -14,6 +14,7 @@ Residual decomposition, logit lens and direct logit attribution live in
 from __future__ import annotations
 
 import difflib
+import operator
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -131,6 +132,27 @@ def parse_head(label: str) -> tuple[int, int]:
     return int(m.group(1)), int(m.group(2))
 
 
+def as_index(what: str, value: Any, pair: Any = None) -> int:
+    """An integer index (int, numpy or 0-d torch integer); InvalidHeadError for floats, bools, strings."""
+    where = f" in head {pair!r}" if pair is not None else ""
+    if isinstance(value, bool) or (isinstance(value, Tensor) and value.dtype == torch.bool):
+        raise InvalidHeadError(f"{what} index{where} must be an integer, got the bool {value!r}")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise InvalidHeadError(f"{what} index{where} must be an integer, got {type(value).__name__} {value!r}") from None
+
+
+def _d_mlp(bridge: Any, fallback: int) -> int:
+    """MLP width from the HF config (the bridge's value is wrong for OPT: it assumes 4 d_model)."""
+    hf_cfg = getattr(getattr(bridge, "original_model", None), "config", None)
+    for key in ("intermediate_size", "ffn_dim", "n_inner", "d_ff", "ffn_hidden_size"):
+        v = getattr(hf_cfg, key, None) if hf_cfg is not None else None
+        if isinstance(v, int) and not isinstance(v, bool) and v > 0:
+            return v
+    return int(fallback)
+
+
 def _norm_weight(module: Any, d_model: int) -> tuple[Tensor, Tensor]:
     """(gain, bias) of a bridge norm component; bias zeros for RMSNorm."""
     orig = getattr(module, "original_component", None) or module._original_component
@@ -172,7 +194,7 @@ class HookedModel:
             n_kv_heads=n_kv,
             d_model=c.d_model,
             d_head=c.d_head,
-            d_mlp=c.d_mlp,
+            d_mlp=_d_mlp(bridge, c.d_mlp),
             d_vocab=c.d_vocab,
             n_ctx=c.n_ctx,
             normalization="RMS" if str(c.normalization_type).upper().startswith("RMS") else "LN",
@@ -213,10 +235,20 @@ class HookedModel:
         """
         if isinstance(texts, str):
             texts = [texts]
+        texts = list(texts)
+        if not texts:
+            raise ValueError("to_tokens got no prompts (an empty list); give a string or a non-empty list of strings")
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise TypeError(f"prompt {i} is a {type(t).__name__}, not a string")
         bos = self.prepend_bos if prepend_bos is None else prepend_bos
         ids = [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
         if bos:
             ids = [[self.tokenizer.bos_token_id, *x] for x in ids]
+        empty = [i for i, x in enumerate(ids) if not x]
+        if empty:
+            which = "the prompt" if len(texts) == 1 else f"prompt {empty[0]}"
+            raise ValueError(f"{which} is empty: {texts[empty[0]]!r} gives 0 tokens (and BOS is off); give some text")
         lengths = {len(x) for x in ids}
         longest = max(lengths)
         if longest > self.cfg.n_ctx:
@@ -256,9 +288,21 @@ class HookedModel:
     # ------------------------------------------------------------------ validation
     @property
     def hook_names(self) -> list[str]:
-        return list(self.bridge.hook_dict.keys())
+        """Hooks that can be used (``hook_result`` is left out: the bridge computes it only
+        after ``set_use_attn_result(True)``; per-head outputs come from `head_outputs`)."""
+        return [n for n in self.bridge.hook_dict if not self._disabled_hook(n)]
+
+    def _disabled_hook(self, name: str) -> bool:
+        return name.endswith("attn.hook_result") and not getattr(self.bridge.cfg, "use_attn_result", False)
 
     def check_hook(self, name: str) -> str:
+        if not isinstance(name, str):
+            raise UnknownHookError(f"a hook name must be a string, got {type(name).__name__} {name!r}")
+        if self._disabled_hook(name) and name in self.bridge.hook_dict:
+            raise UnknownHookError(
+                f"hook {name!r} is not computed by {self.name}'s bridge (use_attn_result is off); use "
+                f"{name.removesuffix('hook_result')}hook_z with HookedModel.head_outputs(z, layer) for each head's output"
+            )
         if name not in self.bridge.hook_dict:
             close = difflib.get_close_matches(name, self.hook_names, n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
@@ -266,7 +310,10 @@ class HookedModel:
         return name
 
     def check_head(self, layer: int, head: int) -> tuple[int, int]:
+        """``(layer, head)`` as plain ints; InvalidHeadError if not integers or out of range
+        (floats and bools are refused, not truncated; negative indices are refused, not wrapped)."""
         c = self.cfg
+        layer, head = as_index("layer", layer, (layer, head)), as_index("head", head, (layer, head))
         if not (0 <= layer < c.n_layers and 0 <= head < c.n_heads):
             raise InvalidHeadError(
                 f"head ({layer}, {head}) is out of range for {self.name}: layers 0..{c.n_layers - 1}, heads 0..{c.n_heads - 1}"

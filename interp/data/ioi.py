@@ -283,6 +283,11 @@ def survival_report(ds: IOIDataset) -> str:
     return "\n".join(lines)
 
 
+def _word_positions(ids: list[int], spaced_id: int, bare_id: int | None, start: int) -> list[int]:
+    """Token positions of a word: its " word" token anywhere, or its bare token opening the prompt."""
+    return [i for i, t in enumerate(ids) if t == spaced_id or (i == start and bare_id is not None and t == bare_id)]
+
+
 def ioi_dataset_from_jsonl(model_or_tokenizer: Any, path: str, device: str | torch.device | None = None) -> IOIDataset:
     """An IOIDataset from a user JSONL file (schema in `interp.data.jsonl`).
 
@@ -297,23 +302,45 @@ def ioi_dataset_from_jsonl(model_or_tokenizer: Any, path: str, device: str | tor
     tok, bos = _tokenizer_of(model_or_tokenizer)
     rows = []
     for line, r in numbered_prompt_jsonl(path):
-        ids, cids = _encode(tok, str(r["prompt"]), bos), _encode(tok, str(r["corrupt_prompt"]), bos)
+        prompt, corrupt = str(r["prompt"]), str(r["corrupt_prompt"])
+        if corrupt == prompt:
+            raise PromptFileError(path, line, "corrupt_prompt is identical to prompt; a corruption must change the prompt "
+                                  "(e.g. replace the second subject with the indirect object), or every effect is 0 / NaN")
+        for key in ("answer", "distractor"):
+            word = str(r[key])
+            if not prompt[-1:].isspace() and not word[:1].isspace():
+                raise PromptFileError(path, line, f"{key} {word!r} has no leading space, but the prompt does not end with "
+                                      f"one: the next token would be {' ' + word!r}; write \"{key}\": \"{' ' + word}\"")
+        ids, cids = _encode(tok, prompt, bos), _encode(tok, corrupt, bos)
         if len(ids) != len(cids):
             raise PromptFileError(path, line, f"prompt is {len(ids)} tokens but corrupt_prompt is {len(cids)}")
         a, d = _encode(tok, str(r["answer"]), False), _encode(tok, str(r["distractor"]), False)
-        if len(a) != 1 or len(d) != 1:
-            raise PromptFileError(path, line, "answer and distractor must each be one token (include the leading space)")
-        io_w = " " + str(r.get("io_word", str(r["answer"]).strip()))
-        s_w = " " + str(r.get("s_word", str(r["distractor"]).strip()))
-        io_t, s_t = _encode(tok, io_w, False), _encode(tok, s_w, False)
-        if len(io_t) != 1 or len(s_t) != 1:
-            raise PromptFileError(path, line, f"io_word {io_w!r} / s_word {s_w!r} must be single tokens")
-        s_at = [i for i, t in enumerate(ids) if t == s_t[0]]
-        if io_t[0] not in ids or len(s_at) < 2:
-            raise PromptFileError(path, line, "prompt must contain io_word once and s_word twice (as tokens)")
-        pos = {"IO": ids.index(io_t[0]), "S1": s_at[0], "S2": s_at[1], "END": len(ids) - 1}
+        for key, toks in (("answer", a), ("distractor", d)):
+            if len(toks) != 1:
+                raise PromptFileError(path, line, f"{key} {str(r[key])!r} is {len(toks)} tokens; it must be one token "
+                                      "(include the leading space)")
+        if a == d:
+            raise PromptFileError(path, line, f"answer and distractor are the same token {str(r['answer'])!r}")
+        words = {}
+        for key, default in (("io_word", r["answer"]), ("s_word", r["distractor"])):
+            word = str(r.get(key, str(default).strip())).strip()
+            spaced = _encode(tok, " " + word, False)
+            if not word or len(spaced) != 1:
+                raise PromptFileError(path, line, f"{key} {word!r} must be one token with its leading space "
+                                      f"(it is {len(spaced)} tokens)")
+            bare = _encode(tok, word, False)
+            words[key] = (word, spaced[0], bare[0] if len(bare) == 1 else None)
+        start = 1 if bos else 0  # a name opening the prompt has no leading space
+        io_at, s_at = (_word_positions(ids, *words[key][1:], start) for key in ("io_word", "s_word"))
+        if not io_at or len(s_at) < 2:
+            (io_w, _, _), (s_w, _, _) = words["io_word"], words["s_word"]
+            raise PromptFileError(path, line, f"the prompt must contain io_word {io_w!r} at least once and s_word {s_w!r} "
+                                  f"at least twice as whole-word tokens; found {io_w!r} {len(io_at)} time(s) and "
+                                  f"{s_w!r} {len(s_at)} time(s)")
+        io_w, s_w = words["io_word"][0], words["s_word"][0]
+        pos = {"IO": io_at[0], "S1": s_at[0], "S2": s_at[1], "END": len(ids) - 1}
         pos["S1+1"] = pos["S1"] + 1
-        rows.append({"text": str(r["prompt"]), "abc": str(r["corrupt_prompt"]), "flip": str(r["corrupt_prompt"]),
-                     "ids": ids, "abc_ids": cids, "flip_ids": cids, "io": io_w.strip(), "s": s_w.strip(),
+        rows.append({"text": prompt, "abc": corrupt, "flip": corrupt,
+                     "ids": ids, "abc_ids": cids, "flip_ids": cids, "io": io_w, "s": s_w,
                      "io_id": a[0], "s_id": d[0], "pos": pos, "t": len(ids), "order": "ABBA" if pos["IO"] < pos["S1"] else "BABA"})
     return _collate(rows, {"source": str(path)}, bos, device)

@@ -41,14 +41,22 @@ def numbered_prompt_jsonl(path: str | Path, required_fields: Sequence[str] = IOI
     if not path.is_file():
         raise PromptFileError(path, None, "file not found")
     rows: list[tuple[int, dict[str, Any]]] = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise PromptFileError(
+                    path, lineno, f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}); save the file as UTF-8"
+                ) from None
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise PromptFileError(path, lineno, f"invalid JSON ({exc.msg} at column {exc.colno})") from None
+            except RecursionError:
+                raise PromptFileError(path, lineno, "invalid JSON (nested too deeply)") from None
             if not isinstance(row, dict):
                 raise PromptFileError(path, lineno, f"expected a JSON object, got {type(row).__name__}")
             missing = [f for f in required_fields if f not in row]

@@ -21,13 +21,16 @@ from interp.core.model import HookedModel
 from interp.patching.common import (
     Metric,
     PatchingInputError,
+    check_chunk,
     check_kv_head,
+    check_metric,
     check_pair,
     head_axes,
     hook_name,
     n_heads_of,
     position_mask,
     repeat_batch,
+    warn_if_flat,
 )
 
 
@@ -123,11 +126,25 @@ def activation_patch_heads(
     """
     clean, corrupt = check_pair(model, clean, corrupt)
     n, n_pos = clean.shape
+    check_metric(metric, n)
+    check_chunk(chunk)
+    hook_name(0, kind)  # validates kind
     n_h = n_heads_of(model, kind)
     if heads is None:
         heads = [(layer, h) for layer in range(model.cfg.n_layers) for h in range(n_h)]
-    for layer, h in heads:
-        check_kv_head(model, layer, h) if n_h != model.cfg.n_heads else model.check_head(layer, h)
+    heads = list(heads)
+    if not heads:
+        raise PatchingInputError("heads is empty: give at least one (layer, head) pair, or heads=None for every head")
+    checked = []
+    for item in heads:
+        if not (isinstance(item, tuple | list) and len(item) == 2):
+            raise PatchingInputError(f"a head must be a (layer, head) pair, got {item!r}")
+        if n_h != model.cfg.n_heads:
+            check_kv_head(model, *item)
+            checked.append((int(item[0]), int(item[1])))
+        else:
+            checked.append(model.check_head(*item))
+    heads = checked
     base = position_mask(n, n_pos, positions, clean.device)
     layers = sorted({layer for layer, _ in heads})
     names = [hook_name(layer, kind) for layer in layers]
@@ -155,7 +172,9 @@ def activation_patch_heads(
         full[layer, h, p] = v.float().cpu()
     if not per_position:
         full = full[:, :, 0]
-    return SweepResult(full.mean(-1), full, float(metric(clean_logits).mean()), float(metric(corrupt_logits).mean()))
+    clean_m, corrupt_m = float(metric(clean_logits).mean()), float(metric(corrupt_logits).mean())
+    warn_if_flat(clean_m, corrupt_m)
+    return SweepResult(full.mean(-1), full, clean_m, corrupt_m)
 
 
 def activation_patch_hook(
@@ -175,6 +194,8 @@ def activation_patch_hook(
     model.check_hook(hook)
     clean, corrupt = check_pair(model, clean, corrupt)
     n, n_pos = clean.shape
+    check_metric(metric, n)
+    check_chunk(chunk)
     with torch.no_grad():
         clean_logits = model(clean)
         corrupt_logits, cache = model.run_with_cache(corrupt, [hook])
@@ -200,7 +221,9 @@ def activation_patch_hook(
             logits = model.run_with_hooks(repeat_batch(clean, len(part)), fwd_hooks=[(hook, fn)])
         out += [metric(c) for c in logits.split(n)]
     per = torch.stack(out).float().cpu()
-    return SweepResult(per.mean(-1), per, float(metric(clean_logits).mean()), float(metric(corrupt_logits).mean()))
+    clean_m, corrupt_m = float(metric(clean_logits).mean()), float(metric(corrupt_logits).mean())
+    warn_if_flat(clean_m, corrupt_m)
+    return SweepResult(per.mean(-1), per, clean_m, corrupt_m)
 
 
 def heads_to_map(values: dict[tuple[int, int], float], n_layers: int, n_heads: int) -> Float[Tensor, "layer head"]:

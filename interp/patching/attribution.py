@@ -18,8 +18,8 @@ from einops import einsum
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from interp.core.model import HookedModel
-from interp.patching.common import Metric, PatchingInputError, check_pair
+from interp.core.model import HookedModel, InvalidHeadError, as_index
+from interp.patching.common import Metric, PatchingInputError, check_metric, check_pair, warn_if_flat
 
 
 @dataclass
@@ -75,12 +75,17 @@ def attribution_patch(
     ``receivers`` limits the edge computation to those receiver heads (query-head indices
     for q, KV-head indices for k/v); other receiver entries are left at zero.
     """
+    if isinstance(edges, str):
+        edges = tuple(edges) if set(edges) <= {"q", "k", "v"} else (edges,)
     for e in edges:
         if e not in ("q", "k", "v"):
             raise PatchingInputError(f"edge receiver input must be q, k or v, got {e!r}")
     clean, corrupt = check_pair(model, clean, corrupt)
+    check_metric(metric, clean.shape[0])
     c = model.cfg
     L = c.n_layers
+    if receivers is not None:
+        receivers = check_receivers(model, receivers, edges)
     z_names = [f"blocks.{layer}.attn.hook_z" for layer in range(L)]
     recv_names = [f"blocks.{layer}.attn.hook_{e}" for e in edges for layer in range(L)]
     scale_names = [f"blocks.{layer}.ln1.hook_scale" for layer in range(L)] if edges else []
@@ -114,4 +119,32 @@ def attribution_patch(
             out_edges[e] = est * causal[:, None, :, None]
     clean_mean = float(clean_vals.mean())
     corrupt_mean = float(metric(corrupt_logits).mean())
+    warn_if_flat(clean_mean, corrupt_mean)
     return AttributionResult(per.mean(-1), per, clean_mean, corrupt_mean, out_edges, forward_equivalents=4.0)
+
+
+def check_receivers(model: HookedModel, receivers, edges: tuple[str, ...]) -> list[tuple[int, int]]:
+    """Receiver heads for edge estimates: (layer, head) integer pairs inside the model, query
+    heads for q and KV heads for k / v (negative indices are refused, never wrapped)."""
+    c = model.cfg
+    if not edges:
+        raise PatchingInputError("receivers are only used for edge estimates: pass edges=('q',) (or 'k', 'v') too")
+    try:
+        items = list(receivers)
+    except TypeError:
+        raise PatchingInputError(f"receivers must be a list of (layer, head) pairs, got {receivers!r}") from None
+    if not items:
+        raise PatchingInputError("receivers is empty: give at least one (layer, head) pair, or None for every head")
+    n_r = c.n_heads if set(edges) == {"q"} else c.n_kv_heads if "q" not in edges else min(c.n_heads, c.n_kv_heads)
+    kind = "query heads" if set(edges) == {"q"} else "KV heads (edges to k / v use KV-head indices)"
+    out = []
+    for item in items:
+        if not (isinstance(item, tuple | list) and len(item) == 2):
+            raise PatchingInputError(f"a receiver must be a (layer, head) pair, got {item!r}")
+        layer, h = as_index("layer", item[0], tuple(item)), as_index("head", item[1], tuple(item))
+        if not (0 <= layer < c.n_layers and 0 <= h < n_r):
+            raise InvalidHeadError(
+                f"receiver ({layer}, {h}) is out of range for {model.name}: layers 0..{c.n_layers - 1}, {kind} 0..{n_r - 1}"
+            )
+        out.append((layer, h))
+    return out

@@ -7,6 +7,8 @@ the same prompts (one copy per sender/head) can be scored copy by copy.
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -14,7 +16,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from interp.core.model import HookedModel, InvalidHeadError
+from interp.core.model import HookedModel, InvalidHeadError, as_index
 
 HEAD_HOOKS = ("z", "q", "k", "v", "pattern", "attn_scores", "rot_q", "rot_k")
 
@@ -33,7 +35,41 @@ def check_pair(
             f"clean tokens {tuple(clean.shape)} and corrupt tokens {tuple(corrupt.shape)} differ in shape; "
             "patching needs aligned prompt pairs with the same number of tokens"
         )
+    if clean.numel() and torch.equal(clean, corrupt):
+        warnings.warn(
+            "corrupt tokens are identical to the clean tokens: every patch has zero effect and normalised scores "
+            "(divided by corrupt - clean) will be NaN", PatchingWarning, stacklevel=3,
+        )
     return clean, corrupt
+
+
+class PatchingWarning(UserWarning):
+    """A patching result will not mean much (e.g. clean and corrupt runs are identical)."""
+
+
+def check_chunk(chunk: int) -> int:
+    """Patches per stacked forward: a positive integer."""
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+        raise PatchingInputError(f"chunk must be a positive integer (patches per forward pass), got {chunk!r}")
+    return chunk
+
+
+def check_metric(metric: Metric, n: int) -> Metric:
+    """The metric must be a Metric whose per-prompt tensors cover the ``n`` prompts."""
+    if not isinstance(metric, Metric):
+        raise PatchingInputError(f"metric must be an interp.patching Metric (e.g. logit_diff_metric(...)), got {type(metric).__name__}")
+    metric.check_batch(n)
+    return metric
+
+
+def warn_if_flat(clean: float, corrupt: float, what: str = "metric") -> None:
+    """Warn when clean and corrupt baselines coincide: normalised scores are then NaN / inf."""
+    if not (math.isfinite(clean) and math.isfinite(corrupt)) or abs(corrupt - clean) <= 1e-6 * max(1.0, abs(clean)):
+        warnings.warn(
+            f"the clean and corrupt {what} are equal or not finite (clean {clean:.6g}, corrupt {corrupt:.6g}): "
+            "normalised scores (patched - clean) / (corrupt - clean) will be NaN or infinite; does the corrupt "
+            "prompt differ from the clean one where it matters?", PatchingWarning, stacklevel=3,
+        )
 
 
 def check_heads(model: HookedModel, heads: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -42,12 +78,13 @@ def check_heads(model: HookedModel, heads: Sequence[tuple[int, int]]) -> list[tu
     for item in heads:
         if not (isinstance(item, tuple | list) and len(item) == 2):
             raise PatchingInputError(f"a head must be a (layer, head) pair, got {item!r}")
-        out.append(model.check_head(int(item[0]), int(item[1])))
+        out.append(model.check_head(item[0], item[1]))
     return out
 
 
 def check_kv_head(model: HookedModel, layer: int, kv_head: int) -> None:
     c = model.cfg
+    layer, kv_head = as_index("layer", layer, (layer, kv_head)), as_index("kv head", kv_head, (layer, kv_head))
     if not (0 <= layer < c.n_layers and 0 <= kv_head < c.n_kv_heads):
         raise InvalidHeadError(
             f"key/value head ({layer}, {kv_head}) is out of range for {model.name}: layers 0..{c.n_layers - 1}, "
@@ -125,13 +162,33 @@ class Metric:
         if self.kind == "kl" and self.reference is None:
             raise PatchingInputError("kl needs reference logits [batch, vocab]")
 
+    def sizes(self) -> dict[str, int]:
+        """Prompt count implied by each per-prompt tensor of the metric."""
+        out = {}
+        for name in ("pos", "answer", "distractor", "reference"):
+            v = getattr(self, name)
+            if isinstance(v, Tensor) and v.ndim >= 1:
+                out[name] = int(v.shape[0])
+        return out
+
+    def check_batch(self, n: int) -> None:
+        """PatchingInputError unless every per-prompt tensor has ``n`` entries."""
+        bad = {k: v for k, v in self.sizes().items() if v != n}
+        if bad:
+            desc = ", ".join(f"{k} has {v}" for k, v in bad.items())
+            raise PatchingInputError(f"the metric is for a different number of prompts: there are {n} prompts but {desc}")
+
     def at_pos(self, logits: Float[Tensor, "batch pos vocab"]) -> Float[Tensor, "batch vocab"]:
+        self.check_batch(logits.shape[0])
         if isinstance(self.pos, int):
+            if not -logits.shape[1] <= self.pos < logits.shape[1]:
+                raise PatchingInputError(f"metric position {self.pos} is outside prompts of {logits.shape[1]} tokens")
             return logits[:, self.pos]
         rows = torch.arange(logits.shape[0], device=logits.device)
         return logits[rows, self.pos.to(logits.device)]
 
     def from_final(self, final: Float[Tensor, "batch vocab"]) -> Float[Tensor, " batch"]:
+        self.check_batch(final.shape[0])
         rows = torch.arange(final.shape[0], device=final.device)
         if self.kind == "logit_diff":
             return final[rows, self.answer.to(final.device)] - final[rows, self.distractor.to(final.device)]
@@ -151,7 +208,9 @@ def logit_diff_metric(answer: Tensor, distractor: Tensor, pos: Tensor | int = -1
 
 
 def normalised(patched: Tensor, clean: Tensor | float, corrupt: Tensor | float) -> Tensor:
-    """(patched - clean) / (corrupt - clean): 0 = no effect, 1 = fully corrupted."""
+    """(patched - clean) / (corrupt - clean): 0 = no effect, 1 = fully corrupted (warns when
+    clean == corrupt, which makes every value NaN or infinite)."""
+    warn_if_flat(float(torch.as_tensor(clean).float().mean()), float(torch.as_tensor(corrupt).float().mean()))
     return (patched - clean) / (corrupt - clean)
 
 

@@ -27,9 +27,12 @@ import json
 import math
 import os
 import platform
+import re
 import shutil
+import socket
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -48,6 +51,21 @@ class RunStoreError(ValueError):
     """A run directory is missing, corrupt or of an unknown kind."""
 
 
+RUN_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
+MAX_MANIFEST_BYTES = 32 << 20  # a real manifest is a few kB; refuse to parse giants
+# Field -> accepted types. Required fields first; a run whose manifest breaks this is skipped
+# by `scan_runs` (with the reason) and refused by `load_run`.
+MANIFEST_REQUIRED: tuple[tuple[str, tuple[type, ...]], ...] = (
+    ("format_version", (int,)), ("kind", (str,)), ("experiment", (str,)), ("metrics", (dict,)), ("files", (dict,)),
+)
+MANIFEST_OPTIONAL: tuple[tuple[str, tuple[type, ...]], ...] = (
+    ("created", (str,)), ("model", (dict,)), ("config", (dict,)), ("seed", (int, type(None))), ("timings", (dict,)),
+    ("notes", (list,)), ("meta", (dict,)), ("findings", (list,)), ("runtime", (dict,)), ("versions", (dict,)),
+)
+_TMP_RE = re.compile(r"^\..+\.tmp-(\d+)@([A-Za-z0-9._]*)-[^/]*$")
+STALE_TMP_S = 7 * 24 * 3600  # temp folders of other hosts / old formats are removed after a week
+
+
 _KINDS: dict[str, type[Result]] = {}
 
 
@@ -62,6 +80,8 @@ class Result:
     """Base of every analysis result (see module docstring)."""
 
     kind: ClassVar[str] = "result"
+    required_arrays: ClassVar[tuple[str, ...]] = ()  # checked by load_run (per-kind schema)
+    required_tables: ClassVar[tuple[str, ...]] = ()
 
     experiment: str
     metrics: dict[str, float] = field(default_factory=dict)
@@ -153,12 +173,15 @@ class Result:
     def save(self, runs_dir: str | Path, name: str | None = None) -> Path:
         """Write the run atomically under ``runs_dir``; return its folder."""
         runs_dir = Path(runs_dir)
-        runs_dir.mkdir(parents=True, exist_ok=True)
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-        final = runs_dir / (name or f"{self.experiment}-{stamp}")
+        run_name = name if name is not None else f"{self.experiment}-{stamp}"
+        check_run_name(run_name)
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_tmp(runs_dir)
+        final = runs_dir / run_name
         if final.exists():
             raise RunStoreError(f"run directory {final} already exists")
-        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=runs_dir))
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-{os.getpid()}@{_host()}-", dir=runs_dir))
         try:
             files: dict[str, str] = {}
             if self.arrays:
@@ -205,33 +228,107 @@ class Result:
 FIGURE_BUILDERS: dict[str, Any] = {}
 
 
-def load_run(path: str | Path) -> Result:
-    """Load and validate a run directory (never executes or unpickles anything)."""
+def check_run_name(name: str) -> str:
+    """A run folder name: letters, digits, ``.``, ``_``, ``-``; no path separators, no ``..``."""
+    if not isinstance(name, str) or not RUN_NAME_RE.match(name) or ".." in name:
+        raise RunStoreError(
+            f"bad run name {name!r}: use letters, digits, '.', '_' and '-' (at most 201 characters, not starting "
+            "with '.' or '-', no '..'); a run is always written directly inside the runs folder"
+        )
+    return name
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    """The checked manifest of run folder ``path``; RunStoreError naming any problem.
+
+    Checks the size, the encoding, the JSON (including absurd nesting) and the type of
+    every known field, so that code listing or showing runs can trust what it reads.
+    """
     path = Path(path)
-    if not path.is_dir():
-        raise RunStoreError(f"run directory {path} does not exist")
     mpath = path / MANIFEST
-    if not mpath.is_file():
-        raise RunStoreError(f"{path} is not a run: {MANIFEST} is missing")
     try:
-        manifest = json.loads(mpath.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RunStoreError(f"{mpath} is not valid JSON: {exc}") from exc
+        if not path.is_dir():
+            raise RunStoreError(f"run directory {path} does not exist")
+        if not mpath.is_file():
+            raise RunStoreError(f"{path} is not a run: {MANIFEST} is missing")
+        size = mpath.stat().st_size
+        if size > MAX_MANIFEST_BYTES:
+            raise RunStoreError(f"{mpath} is {size} bytes; a manifest is at most {MAX_MANIFEST_BYTES} bytes")
+        text = mpath.read_text(encoding="utf-8")
+    except PermissionError as exc:
+        raise RunStoreError(f"{path} cannot be read (permission denied: {exc.strerror}); a run of another user?") from None
+    except UnicodeDecodeError as exc:
+        raise RunStoreError(f"{mpath} is not valid JSON: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise RunStoreError(f"{path} cannot be read: {exc}") from None
+    try:
+        manifest = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RunStoreError(f"{mpath} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise RunStoreError(f"{mpath} is not valid JSON for a manifest: nested too deeply") from None
+    check_manifest(manifest, mpath)
+    return manifest
+
+
+def check_manifest(manifest: Any, where: str | Path = MANIFEST) -> dict[str, Any]:
+    """Type-check a parsed manifest (see MANIFEST_REQUIRED / MANIFEST_OPTIONAL)."""
     if not isinstance(manifest, dict):
-        raise RunStoreError(f"{mpath} must hold a JSON object")
-    for key, typ in (("format_version", int), ("kind", str), ("experiment", str), ("metrics", dict), ("files", dict)):
-        if not isinstance(manifest.get(key), typ):
-            raise RunStoreError(f"{mpath}: field {key!r} is missing or not a {typ.__name__}")
+        raise RunStoreError(f"{where} must hold a JSON object, got {type(manifest).__name__}")
+    for key, types in MANIFEST_REQUIRED + MANIFEST_OPTIONAL:
+        required = (key, types) in MANIFEST_REQUIRED
+        if key not in manifest:
+            if required:
+                raise RunStoreError(f"{where}: field {key!r} is missing or not a {_type_names(types)}")
+            continue
+        value = manifest[key]
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise RunStoreError(f"{where}: field {key!r} is missing or not a {_type_names(types)} (got {type(value).__name__})")
     if manifest["format_version"] > FORMAT_VERSION:
-        raise RunStoreError(f"{mpath}: format_version {manifest['format_version']} is newer than this interp ({FORMAT_VERSION})")
+        raise RunStoreError(f"{where}: format_version {manifest['format_version']} is newer than this interp ({FORMAT_VERSION})")
+    for k, v in manifest["metrics"].items():
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int | float)):
+            raise RunStoreError(f"{where}: metric {k!r} is not a number (got {type(v).__name__})")
     for rel, digest in manifest["files"].items():
-        fpath = (path / rel).resolve()
-        if path.resolve() not in fpath.parents:
-            raise RunStoreError(f"{mpath}: file entry {rel!r} points outside the run directory")
-        if not fpath.is_file():
-            raise RunStoreError(f"{path}: file {rel} listed in the manifest is missing")
-        if _sha256(fpath) != digest:
-            raise RunStoreError(f"{path}: file {rel} is corrupt (sha256 does not match the manifest)")
+        if not isinstance(digest, str):
+            raise RunStoreError(f"{where}: file entry {rel!r} has no sha256 string")
+    for key in ("notes", "findings"):
+        if any(not isinstance(x, str) for x in manifest.get(key, [])):
+            raise RunStoreError(f"{where}: field {key!r} must be a list of strings")
+    model = manifest.get("model", {})
+    if "id" in model and not isinstance(model["id"], str):
+        raise RunStoreError(f"{where}: model id must be a string (got {type(model['id']).__name__})")
+    return manifest
+
+
+def _type_names(types: tuple[type, ...]) -> str:
+    names = {int: "int", str: "str", dict: "dict", list: "list", type(None): "null"}
+    return " or ".join(names.get(t, t.__name__) for t in types)
+
+
+def load_run(path: str | Path, kind: str | None = None) -> Result:
+    """Load and validate a run directory (never executes or unpickles anything).
+
+    ``kind``, if given, must be the run's kind. A registered kind's ``required_arrays`` /
+    ``required_tables`` must be present. Every problem raises RunStoreError naming it.
+    """
+    path = Path(path)
+    manifest = read_manifest(path)
+    mpath = path / MANIFEST
+    if kind is not None and manifest["kind"] != kind:
+        raise RunStoreError(f"{path} is a {manifest['kind']!r} run, not {kind!r}")
+    try:
+        root = path.resolve()
+        for rel, digest in manifest["files"].items():
+            fpath = (path / rel).resolve()
+            if root not in fpath.parents:
+                raise RunStoreError(f"{mpath}: file entry {rel!r} points outside the run directory")
+            if not fpath.is_file():
+                raise RunStoreError(f"{path}: file {rel} listed in the manifest is missing")
+            if _sha256(fpath) != digest:
+                raise RunStoreError(f"{path}: file {rel} is corrupt (sha256 does not match the manifest)")
+    except OSError as exc:  # unreadable file, bad name (e.g. NUL), symlink loop
+        raise RunStoreError(f"{path}: the run's files cannot be read: {exc}") from None
     arrays: dict[str, np.ndarray] = {}
     if ARRAYS in manifest["files"]:
         from safetensors.numpy import load_file
@@ -248,6 +345,10 @@ def load_run(path: str | Path) -> Result:
             except Exception as exc:
                 raise RunStoreError(f"{path}: table {rel} cannot be read: {exc}") from exc
     cls = _KINDS.get(manifest["kind"], Result)
+    missing = [f"array {a!r}" for a in getattr(cls, "required_arrays", ()) if a not in arrays]
+    missing += [f"table {t!r}" for t in getattr(cls, "required_tables", ()) if t not in tables]
+    if missing:
+        raise RunStoreError(f"{path}: a {manifest['kind']} run needs {', '.join(missing)}, which the run lacks")
     res = cls(
         experiment=manifest["experiment"],
         metrics=manifest["metrics"],
@@ -267,35 +368,103 @@ def load_run(path: str | Path) -> Result:
     return res
 
 
-def list_runs(runs_dir: str | Path) -> list[dict[str, Any]]:
-    """Manifests of the valid-looking runs under ``runs_dir`` (newest first); skips temp dirs."""
+def scan_runs(runs_dir: str | Path) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    """(manifests of the readable runs, newest first; skipped folders with the reason).
+
+    Defensive per run: a folder that cannot be read, or whose manifest is malformed in any
+    way, is reported in the skipped list and never stops the listing. Hidden folders
+    (temporary saves, caches) are ignored. Each manifest gains ``path``.
+    """
     runs_dir = Path(runs_dir)
-    out = []
-    if not runs_dir.is_dir():
-        return out
-    for d in runs_dir.iterdir():
-        if d.name.startswith(".") or not (d / MANIFEST).is_file():
+    out: list[dict[str, Any]] = []
+    skipped: list[dict[str, str]] = []
+    try:
+        if not runs_dir.is_dir():
+            return out, skipped
+        entries = sorted(runs_dir.iterdir())
+    except OSError as exc:
+        return out, [{"name": runs_dir.name, "path": str(runs_dir), "reason": f"the runs folder cannot be read: {exc}"}]
+    for d in entries:
+        if d.name.startswith("."):
             continue
         try:
-            m = json.loads((d / MANIFEST).read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            if not d.is_dir():
+                continue
+            m = read_manifest(d)
+        except RunStoreError as exc:
+            skipped.append({"name": d.name, "path": str(d), "reason": str(exc)})
             continue
-        if isinstance(m, dict) and isinstance(m.get("kind"), str):
-            m["path"] = str(d)
-            out.append(m)
-    out.sort(key=lambda m: m.get("created", ""), reverse=True)
-    return out
+        except Exception as exc:  # never let one folder stop the listing
+            skipped.append({"name": d.name, "path": str(d), "reason": f"{type(exc).__name__}: {exc}"})
+            continue
+        m["path"] = str(d)
+        out.append(m)
+    out.sort(key=lambda m: (m.get("created", ""), Path(m["path"]).name), reverse=True)
+    return out, skipped
+
+
+def list_runs(runs_dir: str | Path) -> list[dict[str, Any]]:
+    """Manifests of the valid-looking runs under ``runs_dir`` (newest first); see `scan_runs`."""
+    return scan_runs(runs_dir)[0]
 
 
 def latest_run(runs_dir: str | Path, kind: str) -> Result | None:
-    """The newest loadable run of ``kind`` under ``runs_dir``, or None."""
+    """The newest loadable run of ``kind`` under ``runs_dir``, or None (broken runs are passed over)."""
     for m in list_runs(runs_dir):
         if m["kind"] == kind:
             try:
-                return load_run(m["path"])
+                return load_run(m["path"], kind=kind)
             except RunStoreError:
                 continue
     return None
+
+
+def remove_stale_tmp(runs_dir: str | Path) -> list[Path]:
+    """Delete temporary save folders left by killed processes; return what was removed.
+
+    A save writes into ``.<run>.tmp-<pid>@<host>-*``; such a folder is stale when the
+    process that made it on this host is gone (SIGKILL, power loss). Temporary folders of
+    other hosts, or of the old unnamed format, are removed once older than a week.
+    """
+    removed: list[Path] = []
+    host = _host()
+    try:
+        entries = list(Path(runs_dir).iterdir())
+    except OSError:
+        return removed
+    for d in entries:
+        if not d.name.startswith(".") or ".tmp-" not in d.name:
+            continue
+        try:
+            m = _TMP_RE.match(d.name)
+            if m and m.group(2) == host:
+                stale = not _pid_alive(int(m.group(1)))
+            else:
+                stale = time.time() - d.lstat().st_mtime > STALE_TMP_S
+            if stale and d.is_dir() and not d.is_symlink():
+                shutil.rmtree(d)
+                removed.append(d)
+        except OSError:
+            continue
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    except (OSError, OverflowError):
+        return False
+    return True
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname())[:64]
 
 
 # ---------------------------------------------------------------------- helpers

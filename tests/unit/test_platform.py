@@ -44,6 +44,11 @@ def test_hub_route_calls_transformerlens_with_the_id(monkeypatch):
         return tiny.bridge
 
     monkeypatch.setattr(TransformerBridge, "boot_transformers", staticmethod(fake_boot))
+    import huggingface_hub.constants  # the opt-in flips these; monkeypatch restores them after the test
+
+    monkeypatch.setenv("INTERP_ONLINE", "1")  # hub ids load only when the user opts in to the network
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     m = load_model("gpt2", prepend_bos=True)
     assert calls and calls[0][0] == "gpt2" and "hf_model" not in calls[0][1]
     assert m.name == "gpt2" and m.prepend_bos and m.weights_sha256 is None
