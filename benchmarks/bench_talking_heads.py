@@ -59,7 +59,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from interp.analyses.talking_heads_svd import MODES, composition_scores, head_svds
+    from interp.analyses.talking_heads import MODES, composition_scores, head_svds
     from interp.models import load_model
 
     model = load_model(args.model)

@@ -1,6 +1,10 @@
-"""Run the talking-heads experiment (SVD channels, inhibition components, Laundry List).
+"""Run the talking-heads experiment (SVD channels, in-head nulls, Laundry List) from Python.
 
-    .venv/bin/python experiments/talking_heads.py --model smollm2-135m --out runs --quick
+    .venv/bin/python experiments/talking_heads.py --model smollm2-135m --out runs --quick \
+        --set n_senders=2 --set circuit_run=runs/ioi-reuse-... [--prompts my_ioi.jsonl]
+
+Same as `interp run talking-heads` (which also takes --config FILE.toml); every field of
+`interp.analyses.talking_heads.Config` can be set with --set key=value.
 """
 
 from __future__ import annotations
@@ -17,24 +21,24 @@ def main() -> None:
     p.add_argument("--out", default="runs", help="runs directory")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--receivers", nargs="*", help="receiver heads, e.g. L9H6 (default: top DLA on IOI-like prompts)")
-    p.add_argument("--senders", nargs="*", help="sender heads (default: top component z against the receivers)")
-    p.add_argument("--n-senders", type=int)
-    p.add_argument("--laundry-ns", type=int, nargs="*", help="list sizes N for the Laundry List")
-    p.add_argument("--alphas", type=float, nargs="*", help="scales applied to the top components")
-    p.add_argument("--rel-tol", type=float, help="relative gap below which singular values are grouped")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config field (repeatable)")
+    p.add_argument("--config", help="TOML file of config fields")
+    p.add_argument("--prompts", help="IOI JSONL used as the prompts of the channel search")
+    p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
 
-    from interp.analyses.talking_heads import run_experiment
+    import torch
+
+    from interp.experiments import get_experiment, run_analysis
     from interp.models import load_model
 
+    torch.set_num_threads(args.threads)
+    cfg = get_experiment("talking-heads").config(quick=args.quick, seed=args.seed, config_file=args.config,
+                                                 assignments=args.set)
     model = load_model(args.model, seed=args.seed)
-    result = run_experiment(
-        model, quick=args.quick, seed=args.seed, receivers=args.receivers or None, senders=args.senders or None,
-        n_senders=args.n_senders, laundry_ns=args.laundry_ns or None, alphas=args.alphas or None, rel_tol=args.rel_tol,
-    )
+    result = run_analysis("talking-heads", model, cfg, prompts=args.prompts)
     path = result.save(args.out)
-    print(result.summary().to_string(index=False))
+    print(result.summary_text())
     print(f"timings: {result.timings}")
     print(f"saved to {path}")
 

@@ -12,15 +12,17 @@ CELLS = [
 
 Reproduction of Merullo, Eickhoff & Pavlick (2024) on SmolLM2-135M with the `interp` workbench:
 head SVDs (norms folded, grouped-query heads expanded), composition scores between heads, per-component
-scores against a random-direction baseline, component ablation and the exact weight edit
-`W_O <- W_O (I + (alpha - 1) v v^T)`, and the Laundry List task (templates are this project's own)."""),
+scores with a null drawn inside the sender's own output space (corrected for taking the best of many
+groups), receivers and senders chosen by their role (mover-like / inhibition-like heads), component
+ablation and the exact weight edit `W_O <- W_O (I + (alpha - 1) v v^T)`, the positional signal in the
+inhibition components, and the Laundry List task (templates are this project's own)."""),
     ("code", """import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch
 from interp.models import load_model
-from interp.analyses.talking_heads import run_experiment
-from interp.analyses.talking_heads_svd import head_svds, composition_scores, component_scores
-from interp.analyses.talking_heads_interventions import ComponentEdit, scaled_component
+from interp.analyses.talking_heads import (
+    ComponentEdit, Config, composition_scores, head_svds, in_head_null, run_experiment, scaled_component,
+)
 from interp.viz import figures_for
 
 model = load_model("smollm2-135m")
@@ -30,6 +32,10 @@ model"""),
 comp_q = composition_scores(svds, "q")
 print("OV singular values of L0H0 (first 5):", svds["ov"].S[0, 0, :5])
 print("max Q-composition score:", float(comp_q.nan_to_num(-1).max()), " random baseline ~", model.cfg.d_model ** -0.5)"""),
+    ("md", "Scores of one sender's singular-value groups against a receiver's QK, with the in-head null: z against random subspaces of the sender's own output space, and the best group's p-value corrected for the number of groups."),
+    ("code", """nl = in_head_null(svds, (20, 0), [(23, 0)], "q", n_samples=200)
+print("groups:", len(nl.groups), " best group:", int(nl.best_group[0]), " z:", float(nl.best_z[0]),
+      " corrected p:", float(nl.p_corrected[0]))"""),
     ("md", "The weight edit scales exactly one singular value of the head's OV circuit (and is undone on exit):"),
     ("code", """layer, head = 5, 0
 v = svds["ov"].V[layer, head, :, 0]
@@ -38,12 +44,13 @@ with scaled_component(model, [ComponentEdit(layer, head, v, 2.0)]):
 print("before:", svds["ov"].S[layer, head, :4])
 print("after: ", after[:4])"""),
     ("md", "## The experiment (quick settings, trimmed further to stay within a minute)\nReceivers, senders, the weight-vs-data correlation, the ablation of the top components, and the Laundry List before/after the edit. `interp run talking-heads` runs the full version."),
-    ("code", """result = run_experiment(model, quick=True, seed=0, n_senders=2, n_groups_tested=2, n_ioi_prompts=8,
-                        laundry_ns=[2, 4], n_laundry_prompts=8, alphas=[2.0])
+    ("code", """cfg = Config.quick_preset(n_groups_tested=2, laundry_ns=(2, 4), positional=False, edit_sources=("ioi",))
+result = run_experiment(model, cfg)
 result.summary()"""),
     ("code", """print("\\n".join(result.notes))
-result.tables["receivers"]"""),
-    ("code", """result.tables["senders"].head(8)"""),
+result.tables["roles"]"""),
+    ("code", """result.tables["weights"]"""),
+    ("code", """result.tables["claims"]"""),
     ("code", """result.tables["laundry"]"""),
     ("code", """for title, fig in figures_for(result):
     fig.update_layout(title=title)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from jaxtyping import Bool, Int
@@ -197,6 +198,76 @@ def ioi_task(model: HookedModel, n_prompts: int, seed: int = 0, templates: list[
             b.word({"{A}": a, "{B}": c, "{S}": s}[key])
         rows.append((b, io, [io, s], t))
     return _finish(model, rows, 2)
+
+
+def task_from_ioi_dataset(ds: Any) -> ListTask:
+    """The IOI prompts of an `interp.data.ioi.IOIDataset` (built-in or a user's JSONL) as a ListTask.
+
+    answer = IO, candidates = [IO, S]; the repeated-item mask holds S1 and S2, the answer
+    mask the IO mention; END comes from the dataset's positions."""
+    n, length = ds.tokens.shape
+    rows = torch.arange(n)
+    rep = torch.zeros(n, length, dtype=torch.bool)
+    ans = torch.zeros(n, length, dtype=torch.bool)
+    rep[rows, ds.positions["S1"].cpu()] = True
+    rep[rows, ds.positions["S2"].cpu()] = True
+    ans[rows, ds.positions["IO"].cpu()] = True
+    io, s = ds.io_ids.cpu(), ds.s_ids.cpu()
+    return ListTask(
+        tokens=ds.tokens, end_pos=ds.positions["END"].cpu().clone(), answer=io.clone(),
+        candidates=torch.stack([io, s], 1), repeated_mask=rep, answer_mask=ans, n_items=2,
+        texts=list(ds.prompts), template_ids=[int(t) for t in ds.template_ids],
+    )
+
+
+def mention_pairs(task: ListTask) -> tuple[Int[Tensor, " n"], Int[Tensor, " n"], Int[Tensor, " n"]]:
+    """(prompt index, first mention, second mention) of every repeated item in ``task``."""
+    b_idx, first, second = [], [], []
+    for b in range(len(task)):
+        seen: dict[int, int] = {}
+        for p in torch.nonzero(task.repeated_mask[b]).flatten().tolist():
+            t = int(task.tokens[b, p])
+            if t in seen:
+                b_idx.append(b)
+                first.append(seen.pop(t))
+                second.append(p)
+            else:
+                seen[t] = p
+    return torch.tensor(b_idx, dtype=torch.long), torch.tensor(first, dtype=torch.long), torch.tensor(second, dtype=torch.long)
+
+
+def second_mention_mask(task: ListTask) -> Bool[Tensor, "batch pos"]:
+    """Positions of the second mention of each repeated item (S2 in IOI)."""
+    b, _, second = mention_pairs(task)
+    mask = torch.zeros_like(task.repeated_mask)
+    mask[b, second] = True
+    return mask
+
+
+def answer_first(task: ListTask) -> Bool[Tensor, " batch"]:
+    """Whether the answer is mentioned before every repeated item (IOI: the ABBA order)."""
+    length = task.repeated_mask.shape[1]
+    pos = torch.arange(length)
+    a = torch.where(task.answer_mask, pos, length).min(1).values
+    r = torch.where(task.repeated_mask, pos, length).min(1).values
+    return a < r
+
+
+def task_subset(task: ListTask, idx: Tensor | list[int]) -> ListTask:
+    """The prompts ``idx`` of ``task`` (same padding)."""
+    idx = torch.as_tensor(idx, dtype=torch.long)
+    return ListTask(
+        tokens=task.tokens[idx.to(task.tokens.device)], end_pos=task.end_pos[idx], answer=task.answer[idx],
+        candidates=task.candidates[idx], repeated_mask=task.repeated_mask[idx], answer_mask=task.answer_mask[idx],
+        n_items=task.n_items, texts=[task.texts[i] for i in idx.tolist()] if task.texts else [],
+        template_ids=[task.template_ids[i] for i in idx.tolist()] if task.template_ids else [],
+    )
+
+
+def per_prompt_correct(logits_end: torch.Tensor, task: ListTask) -> torch.Tensor:
+    """1.0 where the answer has the highest logit among the candidates, per prompt."""
+    cand = logits_end.gather(1, task.candidates.to(logits_end.device))
+    return (cand.argmax(1) == 0).float().cpu()
 
 
 def task_accuracy(logits_end: torch.Tensor, task: ListTask) -> tuple[float, float]:

@@ -33,14 +33,15 @@ def composition_heatmap(result: Any, mode: str = "q") -> go.Figure:
 
 
 def laundry_figure(result: Any) -> go.Figure:
-    """Laundry List accuracy vs N for the unedited model (alpha = 1) and each edit."""
+    """Laundry List accuracy vs N: unedited (all prompts), and edited vs unedited on the held-out half."""
     df = result.tables["laundry"]
     fig = go.Figure()
-    for alpha, grp in df.groupby("alpha"):
+    per_n = df[df["n_items"] > 0]
+    for (cond, split), grp in per_n.groupby(["condition", "split"], sort=False):
         grp = grp.sort_values("n_items")
-        name = "unedited" if float(alpha) == 1.0 else f"top components x {float(alpha):g}"
+        name = "unedited (all prompts)" if split == "all" else f"{cond} ({split})"
         fig.add_trace(go.Scatter(x=grp["n_items"], y=grp["accuracy"], mode="lines+markers", name=name))
-    chance = df.drop_duplicates("n_items").sort_values("n_items")
+    chance = per_n.drop_duplicates("n_items").sort_values("n_items")
     fig.add_trace(go.Scatter(x=chance["n_items"], y=chance["chance"], mode="lines", name="chance (1/N)",
                              line={"dash": "dot", "color": "gray"}))
     fig.update_layout(title="Laundry List accuracy vs number of items", xaxis_title="N items",
@@ -49,30 +50,29 @@ def laundry_figure(result: Any) -> go.Figure:
 
 
 def channel_scatter(result: Any) -> go.Figure:
-    """Weight-based z-score of each (sender component, receiver) vs its ablation effect."""
+    """Weight-based in-head z of each (sender group, receiver) vs its inhibition score."""
     df = result.tables["channels"]
     fig = go.Figure()
     if len(df):
         text = [f"{s} g{g} -> {r}" for s, g, r in zip(df["sender"], df["group"], df["receiver"], strict=True)]
         fig.add_trace(go.Scatter(x=df["z"], y=df["effect"], mode="markers", text=text,
                                  hovertemplate="%{text}<br>z=%{x:.2f}<br>effect=%{y:.4f}<extra></extra>"))
-    r = result.metrics.get("corr_z_vs_effect_pearson", float("nan"))
     rho = result.metrics.get("corr_z_vs_effect_spearman", float("nan"))
-    fig.update_layout(title=f"Weight score vs data effect (Pearson {r:.2f}, Spearman {rho:.2f})",
-                      xaxis_title="component z-score vs receiver QK (Q-composition)",
-                      yaxis_title="change in receiver attention END -> repeated name when ablated")
+    null = result.metrics.get("corr_permutation_null_q95", float("nan"))
+    fig.update_layout(title=f"Weight score vs data effect (Spearman {rho:.2f}; permutation q95 {null:.2f})",
+                      xaxis_title="component z vs receiver QK (null: random subspaces of the sender's output space)",
+                      yaxis_title="rise of receiver attention END -> repeated name when ablated")
     return fig
 
 
 def ablation_figure(result: Any) -> go.Figure:
-    """Receivers' attention to the repeated name (S) and to IO, clean vs ablations at END."""
+    """Receivers' END attention to the repeated name and to the answer under each ablation at END."""
     df = result.tables["ablation"]
     fig = go.Figure()
-    for cond, grp in df.groupby("condition", sort=False):
-        fig.add_trace(go.Bar(x=[f"{r} S" for r in grp["receiver"]] + [f"{r} IO" for r in grp["receiver"]],
-                             y=list(grp["attn_to_s"]) + list(grp["attn_to_io"]), name=str(cond)))
-    fig.update_layout(barmode="group", title="Receiver attention from END, top sender components ablated at END",
-                      yaxis_title="attention")
+    fig.add_trace(go.Bar(x=list(df["condition"]), y=list(df["attn_to_repeated"]), name="to repeated name"))
+    fig.add_trace(go.Bar(x=list(df["condition"]), y=list(df["attn_to_answer"]), name="to answer"))
+    fig.update_layout(barmode="group", title="Receiver attention from END, senders' components ablated at END",
+                      yaxis_title="attention (mean over receivers)")
     return fig
 
 

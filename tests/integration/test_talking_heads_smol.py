@@ -6,12 +6,15 @@ import random
 
 import torch
 
-from interp.analyses.talking_heads_interventions import ComponentEdit, component_hooks, scaled_component
-from interp.analyses.talking_heads_svd import (
+from interp.analyses.talking_heads import (
     MODES,
+    ComponentEdit,
+    component_hooks,
     composition_scores,
     composition_scores_dense,
+    head_output_basis,
     head_svds,
+    scaled_component,
     single_thread,
 )
 from interp.data.laundry_list import ioi_task, laundry_list_task
@@ -69,3 +72,17 @@ def test_smol_laundry_list_items_are_single_tokens(smol):
         ids = task.tokens[i, : task.end_pos[i] + 1].tolist()
         assert smol.tokenizer(task.texts[i], add_special_tokens=False)["input_ids"] == ids
         assert ids.count(int(task.answer[i])) == 1
+
+
+def test_smol_gqa_head_output_space_is_the_heads_own(smol):
+    """Heads sharing a KV head share W_V, but each head's output space is span(W_O[h]^T W_V^T):
+    the in-head null basis spans exactly that head's OV image and differs between the two heads."""
+    with single_thread():
+        svds = head_svds(smol)
+    w = smol.weights(fold_norms=True)
+    b0, b1 = head_output_basis(svds, (5, 0)), head_output_basis(svds, (5, 1))
+    for h, b in ((0, b0), (1, b1)):
+        ov = w.W_V[5, h].double() @ w.W_O[5, h].double()
+        assert torch.allclose(ov @ b.double() @ b.double().T, ov, atol=1e-5 * float(ov.abs().max()))
+    overlap = torch.linalg.svdvals(b0.double().T @ b1.double())
+    assert overlap.min() < 0.99

@@ -7,14 +7,14 @@ import math
 import pytest
 import torch
 
-from interp.analyses.talking_heads_interventions import (
+from interp.analyses.talking_heads import (
     ComponentEdit,
+    CompositionModeError,
     attention_to_positions,
     component_hooks,
     scaled_component,
 )
-from interp.analyses.talking_heads_svd import (
-    CompositionModeError,
+from interp.analyses.talking_heads.svd import (
     component_scores,
     composition_scores,
     composition_scores_dense,
@@ -253,11 +253,12 @@ def test_result_roundtrip_and_figures(tiny_gpt2, tmp_path):
     svds = head_svds(tiny_gpt2)
     comp = composition_scores(svds, "q")
     n = tiny_gpt2.cfg.n_layers * tiny_gpt2.cfg.n_heads
-    laundry = pd.DataFrame({"n_items": [2, 3, 2, 3], "accuracy": [0.9, 0.5, 0.95, 0.6], "logit_diff": [1.0, 0.5, 1.1, 0.6],
-                            "chance": [0.5, 1 / 3, 0.5, 1 / 3], "alpha": [1.0, 1.0, 2.0, 2.0]})
+    laundry = pd.DataFrame({"n_items": [2, 3, 2, 3], "accuracy": [0.9, 0.5, 0.95, 0.6], "chance": [0.5, 1 / 3, 0.5, 1 / 3],
+                            "condition": ["unedited", "unedited", "edited (ioi channel)", "edited (ioi channel)"],
+                            "split": ["all", "all", "test", "test"], "alpha": [1.0, 1.0, 2.0, 2.0]})
     channels = pd.DataFrame({"sender": ["L0H0"], "group": [0], "receiver": ["L1H0"], "z": [2.0], "effect": [0.1]})
-    ablation = pd.DataFrame({"condition": ["clean", "top_components"], "receiver": ["L1H0"] * 2,
-                             "attn_to_s": [0.3, 0.4], "attn_to_io": [0.5, 0.4], "logit_diff": [1.0, 0.8]})
+    ablation = pd.DataFrame({"condition": ["clean", "top_components"], "attn_to_repeated": [0.3, 0.4],
+                             "attn_to_answer": [0.5, 0.4]})
     res = TalkingHeadsResult(experiment="talking-heads", metrics={"random_baseline_rank1": 0.125},
                              arrays={"comp_q": comp.reshape(n, n).numpy()},
                              tables={"laundry": laundry, "channels": channels, "ablation": ablation,
@@ -267,7 +268,202 @@ def test_result_roundtrip_and_figures(tiny_gpt2, tmp_path):
     assert isinstance(loaded, TalkingHeadsResult)
     figs = dict(figures_for(loaded))
     lines = {t.name: list(t.y) for t in figs["Laundry List accuracy"].data}
-    assert lines["unedited"] == [0.9, 0.5] and lines["top components x 2"] == [0.95, 0.6]
+    assert lines["unedited (all prompts)"] == [0.9, 0.5] and lines["edited (ioi channel) (test)"] == [0.95, 0.6]
     heat = figs["Q-composition"].data[0]
     assert heat.z[0][n - 1] == pytest.approx(float(comp[0, 0, -1, -1]))
     assert loaded.tables["top_pairs_q"]["score"].iloc[0] == pytest.approx(float(comp.nan_to_num(-1).max()))
+
+
+# ----------------------------------------------------------------- in-head null (issue 16)
+def _dense_scores(dirs, model, receivers):
+    """||P^T W||_F / ||W||_F with each receiver's dense folded W_QK (explicit)."""
+    w = model.weights(fold_norms=True)
+    out = []
+    for layer, h in receivers:
+        W = (w.W_Q[layer, h].double() @ w.W_K[layer, h].double().T)
+        out.append(float(torch.linalg.norm(dirs.double().T @ W) / torch.linalg.norm(W)))
+    return out
+
+
+def test_in_head_null_equals_explicit_sampling(tiny_model):
+    """The null's samples, its per-size mean/std, the group z-scores, the max-over-groups null and
+    the corrected p-value all equal a by-hand loop over the same random draws with dense matrices."""
+    from interp.analyses.talking_heads import head_output_basis, in_head_null
+
+    svds = head_svds(tiny_model)
+    sender, receivers = (0, 1), [(1, 0), (tiny_model.cfg.n_layers - 1, 2)]
+    n = 40
+    nl = in_head_null(svds, sender, receivers, "q", rel_tol=0.05, n_samples=n, n_max=30,
+                      generator=torch.Generator().manual_seed(5), max_groups=4)
+    basis = head_output_basis(svds, sender).double()
+    r = basis.shape[1]
+    # the basis spans exactly the head's output space: W_OV = W_OV P P^T
+    w = tiny_model.weights(fold_norms=True)
+    ov = w.W_V[0, 1].double() @ w.W_O[0, 1].double()
+    assert torch.allclose(ov @ basis @ basis.T, ov, atol=1e-5)
+    # replay the draws in the documented order
+    g = torch.Generator().manual_seed(5)
+    sizes = [len(grp) for grp in nl.groups]
+    mean, std = {}, {}
+    for k in dict.fromkeys(sizes):
+        draws = torch.randn(n, r, k, generator=g)
+        samples = []
+        for i in range(n):
+            q, _ = torch.linalg.qr(draws[i].double())
+            samples.append(_dense_scores(basis @ q, tiny_model, receivers))
+        samples = torch.tensor(samples, dtype=torch.float64)
+        mean[k], std[k] = samples.mean(0), samples.std(0)
+    V = svds["ov"].V[0, 1].double()
+    obs = torch.tensor([_dense_scores(V[:, grp], tiny_model, receivers) for grp in nl.groups], dtype=torch.float64)
+    z = (obs - torch.stack([mean[k] for k in sizes])) / torch.stack([std[k] for k in sizes])
+    assert torch.allclose(nl.scores.double(), obs, atol=1e-5)
+    assert torch.allclose(nl.z.double(), z, atol=1e-3, rtol=1e-3)
+    rot = torch.randn(30, r, r, generator=g)
+    best = []
+    for i in range(30):
+        q, _ = torch.linalg.qr(rot[i].double())
+        P, start, zs = basis @ q, 0, []
+        for k in sizes:
+            zs.append((torch.tensor(_dense_scores(P[:, start:start + k], tiny_model, receivers), dtype=torch.float64) - mean[k]) / std[k])
+            start += k
+        best.append(torch.stack(zs).max(0).values)
+    best = torch.stack(best)
+    assert torch.allclose(nl.max_null.double(), best, atol=1e-3, rtol=1e-3)
+    p = (1 + (best >= z.max(0).values[None]).sum(0)) / 31.0
+    assert torch.allclose(nl.p_corrected.double(), p.double())
+
+
+def test_in_head_null_is_above_the_whole_residual_null_for_aligned_heads(tiny_model):
+    """Random directions of the head's own output space score, on average, like the head's whole
+    output space: E[score^2] of a random in-head direction = ||B^T W||_F^2 / (r ||W||_F^2)."""
+    from interp.analyses.talking_heads import head_output_basis, in_head_random_scores
+    from interp.analyses.talking_heads.svd import select_heads
+
+    svds = head_svds(tiny_model)
+    basis = head_output_basis(svds, (0, 0))
+    rec = select_heads(receiver_svd(svds, "q"), [(1, 1)])
+    sc = in_head_random_scores(basis, rec, 1, 4000, torch.Generator().manual_seed(0))[:, 0, 0]
+    whole = subspace_scores(basis, rec)[0, 0] ** 2 / basis.shape[1]
+    se = sc.pow(2).std() / math.sqrt(len(sc))
+    assert abs(sc.pow(2).mean() - whole) < 5 * se
+
+
+# ----------------------------------------------------------------- coordinates, roles, data
+def test_coordinate_hooks_set_exactly_the_requested_coordinates(tiny_model):
+    from interp.analyses.talking_heads import coordinate_hooks, head_coordinates, head_output_basis
+
+    task = ioi_task(tiny_model, 4, seed=3)
+    svds = head_svds(tiny_model)
+    layer, h = 0, 2
+    B = head_output_basis(svds, (layer, h))[:, :2]
+    coords = head_coordinates(tiny_model, task.tokens, [(layer, h)], [B], task.end_pos)[0]
+    # explicit: z at END times W_O B
+    _, cache = tiny_model.run_with_cache(task.tokens, [f"blocks.{layer}.attn.hook_z"])
+    z = cache[f"blocks.{layer}.attn.hook_z"][torch.arange(4), task.end_pos, h]
+    assert torch.allclose(coords, z @ (tiny_model.weights().W_O[layer, h] @ B), atol=1e-5)
+    clean = tiny_model(task.tokens)
+    same = tiny_model.run_with_hooks(task.tokens, coordinate_hooks(tiny_model, layer, h, B, coords, task.end_pos))
+    assert torch.allclose(same, clean, atol=1e-5)
+    zero = tiny_model.run_with_hooks(task.tokens, coordinate_hooks(tiny_model, layer, h, B, torch.zeros(4, 2), task.end_pos))
+    abl = tiny_model.run_with_hooks(task.tokens, component_hooks(
+        tiny_model, [ComponentEdit(layer, h, B[:, i], 0.0) for i in range(2)], positions=task.end_pos))
+    assert torch.allclose(zero, abl, atol=1e-5)
+    assert (zero - clean).abs().max() > 1e-6
+
+
+def test_task_attention_matches_the_cached_patterns(tiny_model):
+    from interp.analyses.talking_heads import task_attention
+
+    task = laundry_list_task(tiny_model, 3, 5, seed=2)
+    att = task_attention(tiny_model, task, batch_size=2)
+    L = tiny_model.cfg.n_layers
+    _, cache = tiny_model.run_with_cache(task.tokens, [f"blocks.{layer}.attn.hook_pattern" for layer in range(L)])
+    for layer in range(L):
+        pat = cache[f"blocks.{layer}.attn.hook_pattern"]
+        ans = torch.zeros(tiny_model.cfg.n_heads)
+        dup = torch.zeros(tiny_model.cfg.n_heads)
+        n_pairs = 0
+        for b in range(5):
+            row = pat[b, :, task.end_pos[b]]
+            ans += row[:, task.answer_mask[b]].sum(-1)
+            ids = task.tokens[b].tolist()
+            for c in task.candidates[b, 1:].tolist():
+                first, second = [i for i, t in enumerate(ids[: task.end_pos[b] + 1]) if t == c]
+                dup += pat[b, :, second, first]
+                n_pairs += 1
+        assert torch.allclose(att.end_to_answer[layer], ans / 5, atol=1e-5)
+        assert torch.allclose(att.second_to_first[layer], dup / n_pairs, atol=1e-5)
+
+
+def test_ioi_dataset_as_a_list_task(tiny_model):
+    from interp.data.ioi import make_ioi_dataset
+    from interp.data.laundry_list import answer_first, second_mention_mask, task_from_ioi_dataset
+
+    ds = make_ioi_dataset(tiny_model, 6, seed=0)
+    task = task_from_ioi_dataset(ds)
+    rows = torch.arange(6)
+    assert torch.equal(task.end_pos, ds.positions["END"].cpu())
+    assert task.repeated_mask[rows, ds.positions["S1"]].all() and task.repeated_mask[rows, ds.positions["S2"]].all()
+    assert task.repeated_mask.sum() == 12 and task.answer_mask.sum() == 6
+    assert torch.equal(second_mention_mask(task).nonzero()[:, 1], ds.positions["S2"].cpu())
+    assert answer_first(task).tolist() == [o == "ABBA" for o in ds.orders]
+    assert torch.equal(task.candidates[:, 0], ds.io_ids.cpu()) and torch.equal(task.distractor, ds.s_ids.cpu())
+
+
+def test_circuit_roles_are_read_from_a_saved_run(tmp_path, tiny_gpt2):
+    import pandas as pd
+
+    from interp.analyses.talking_heads import circuit_roles
+    from interp.results import Result
+
+    roles = pd.DataFrame({"head": ["L1H0", "L1H2", "L0H3", "L0H1", "L1H1"],
+                          "role": ["name mover", "backup name mover", "s-inhibition", "duplicate token", "induction"]})
+    res = Result(experiment="ioi-reuse", tables={"ioi_roles": roles}, model=tiny_gpt2.describe())
+    got = circuit_roles(res.save(tmp_path))
+    assert got == {"receivers": [(1, 0), (1, 2)], "senders": [(0, 3)], "duplicates": [(0, 1)]}
+
+
+def test_statistics_helpers():
+    import numpy as np
+    from scipy import stats
+
+    from interp.analyses.talking_heads import permutation_null, ratio_ci, spearman_ci, two_sample_diff_ci
+    from interp.analyses.talking_heads.experiment import _loo_centroid_accuracy
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=40)
+    y = x + rng.normal(size=40)
+    rho, lo, hi = spearman_ci(x, y)
+    assert rho == pytest.approx(stats.spearmanr(x, y).statistic)
+    assert lo < rho < hi
+    assert permutation_null(x, y, n=500) < 0.4
+    num, den = rng.uniform(0, 1, 30), rng.uniform(1, 2, 30)
+    assert ratio_ci(num, den, 0)[0] == pytest.approx(num.mean() / den.mean())
+    assert two_sample_diff_ci(num, den, 0)[0] == pytest.approx(num.mean() - den.mean())
+    X = torch.cat([torch.randn(10, 3) + 5, torch.randn(10, 3) - 5])
+    y_lab = torch.tensor([True] * 10 + [False] * 10)
+    assert _loo_centroid_accuracy(X, y_lab) == 1.0
+
+
+# ----------------------------------------------------------------- contract
+def test_quick_run_has_every_claim_and_config_errors(tiny_llama):
+    from interp.analyses.talking_heads import CLAIMS, Config, run_experiment
+    from interp.config import ConfigError
+
+    with pytest.raises(ConfigError, match="n_sendres"):
+        Config.quick_preset(n_sendres=2)
+    with pytest.raises(ConfigError, match="receivers_from"):
+        Config.quick_preset(receivers_from="dl")
+    res = run_experiment(tiny_llama, Config.quick_preset(laundry_ns=(2, 3), alphas=(0.0,)))
+    ids = set(res.tables["claims"]["claim_id"])
+    assert {"merullo2024.weights_predict_channels", "merullo2024.low_rank_inhibition",
+            "merullo2024.laundry_accuracy_falls", "merullo2024.laundry_list_edit"} <= ids
+    assert ids == {c.id for c in CLAIMS}
+    assert set(res.tables["claims"]["verdict"]) <= {"inconclusive", "not tested"}
+    # the weight edit is exact and the parameters come back
+    assert res.metrics["edit_vs_hook_max_abs_logit_diff"] < 1e-4
+    assert res.metrics["edit_sv_max_abs_error"] < 1e-4
+    assert res.findings and res.meta["headline"]
+    # channel rows: z from the in-head null, only receivers above the sender
+    ch = res.tables["channels"]
+    assert (ch["receiver"].map(lambda h: int(h[1:].split("H")[0])) > ch["sender"].map(lambda h: int(h[1:].split("H")[0]))).all()

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 from einops import einsum
-from jaxtyping import Float, Int
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from interp.core.model import HookedModel
@@ -44,9 +44,10 @@ def _unit(v: Tensor) -> Tensor:
 def component_hooks(
     model: HookedModel,
     edits: Sequence[ComponentEdit],
-    positions: Int[Tensor, " batch"] | int | None = None,
+    positions: Int[Tensor, " batch"] | Bool[Tensor, "batch pos"] | int | None = None,
 ) -> list[tuple[str, object]]:
-    """Forward hooks applying ``edits`` at ``positions`` (per-prompt index, int, or all).
+    """Forward hooks applying ``edits`` at ``positions`` (per-prompt index, a boolean
+    [batch, pos] mask, an int, or all positions).
 
     Several edits on one layer are applied together from the unedited head outputs; if
     the directions of one head are orthonormal this equals editing them one after another.
@@ -80,17 +81,78 @@ def component_hooks(
                 coef = einsum(z[:, :, e.head].to(out), wv, "b p e, e -> b p")
                 delta = delta + (e.alpha - 1.0) * coef[..., None] * v
             if positions is not None:
-                mask = torch.zeros(out.shape[:2], dtype=out.dtype, device=out.device)
-                if isinstance(positions, int):
-                    mask[:, positions] = 1
-                else:
-                    mask[torch.arange(out.shape[0], device=out.device), positions.to(out.device)] = 1
-                delta = delta * mask[..., None]
+                delta = delta * position_mask(out, positions)[..., None]
             return out + delta
 
         hooks.append((f"blocks.{layer}.attn.hook_z", save_z))
         hooks.append((f"blocks.{layer}.hook_attn_out", edit_out))
     return hooks
+
+
+def position_mask(out: Tensor, positions: Tensor | int) -> Tensor:
+    """[batch, pos] 0/1 mask (dtype of ``out``) from an int, per-prompt indices or a boolean mask."""
+    mask = torch.zeros(out.shape[:2], dtype=out.dtype, device=out.device)
+    if isinstance(positions, int):
+        mask[:, positions] = 1
+    elif positions.dtype == torch.bool:
+        mask[:, : positions.shape[1]] = positions[:, : out.shape[1]].to(out.device, out.dtype)
+    else:
+        mask[torch.arange(out.shape[0], device=out.device), positions.to(out.device)] = 1
+    return mask
+
+
+def coordinate_hooks(
+    model: HookedModel,
+    layer: int,
+    head: int,
+    basis: Float[Tensor, "d_model k"],
+    targets: Float[Tensor, "batch k"],
+    positions: Int[Tensor, " batch"],
+) -> list[tuple[str, object]]:
+    """Hooks setting head (layer, head)'s output coordinates along the orthonormal columns of
+    ``basis`` to ``targets`` at ``positions`` (the rest of its output is left as it is).
+
+    The head's write o becomes o + sum_i (t_i - o . b_i) b_i at each prompt's position."""
+    model.check_head(layer, head)
+    W_O = model.weights().W_O
+    store: dict[str, Tensor] = {}
+
+    def save_z(z: Tensor, hook: object) -> None:
+        store["z"] = z
+
+    def set_out(out: Tensor, hook: object) -> Tensor:
+        z = store.pop("z")
+        B = basis.to(out)
+        wb = W_O[layer, head].to(out) @ B  # d_head k
+        coef = einsum(z[:, :, head].to(out), wb, "b p e, e k -> b p k")
+        delta = einsum(targets.to(out)[:, None, :] - coef, B, "b p k, d k -> b p d")
+        return out + delta * position_mask(out, positions)[..., None]
+
+    return [(f"blocks.{layer}.attn.hook_z", save_z), (f"blocks.{layer}.hook_attn_out", set_out)]
+
+
+def head_coordinates(
+    model: HookedModel,
+    tokens: Int[Tensor, "batch pos"],
+    heads: Sequence[tuple[int, int]],
+    bases: Sequence[Tensor],
+    positions: Int[Tensor, " batch"],
+) -> list[Float[Tensor, "batch k"]]:
+    """Each head's output coordinates along its basis at each prompt's position (one forward)."""
+    W_O = model.weights().W_O
+    layers = sorted({h[0] for h in heads})
+    zs: dict[int, Tensor] = {}
+    rows = torch.arange(tokens.shape[0])
+
+    def make_grab(layer: int):
+        def grab(z: Tensor, hook: object) -> None:
+            zs[layer] = z[rows, positions.to(z.device)].detach().float().cpu()  # batch head d_head
+
+        return grab
+
+    with torch.no_grad():
+        model.run_with_hooks(tokens, fwd_hooks=[(f"blocks.{layer}.attn.hook_z", make_grab(layer)) for layer in layers])
+    return [zs[layer][:, h] @ (W_O[layer, h].float().cpu() @ b.float().cpu()) for (layer, h), b in zip(heads, bases, strict=True)]
 
 
 def _o_param(model: HookedModel, layer: int) -> tuple[torch.nn.Parameter, bool]:
@@ -159,9 +221,11 @@ def receiver_patterns(
     receivers: Sequence[tuple[int, int]],
     query_pos: Int[Tensor, " batch"],
     fwd_hooks: Sequence[tuple[str, object]] = (),
-) -> tuple[Float[Tensor, "batch receiver key"], Float[Tensor, "batch pos vocab"]]:
+    need_logits: bool = True,
+) -> tuple[Float[Tensor, "batch receiver key"], Float[Tensor, "batch pos vocab"] | None]:
     """Each receiver head's attention pattern row at ``query_pos`` (and the logits),
-    under optional extra hooks."""
+    under optional extra hooks. With ``need_logits=False`` the forward pass stops after
+    the last receiver's layer (the logits are then None)."""
     layers = sorted({layer for layer, _ in receivers})
     patterns: dict[int, Tensor] = {}
     rows = torch.arange(tokens.shape[0])
@@ -173,10 +237,25 @@ def receiver_patterns(
         return grab
 
     hooks = list(fwd_hooks) + [(f"blocks.{layer}.attn.hook_pattern", make_grab(layer)) for layer in layers]
+    if not need_logits:
+        last = max(layers)
+
+        def stop(act: Tensor, hook: object) -> None:
+            raise _StopForward
+
+        hooks.append((f"blocks.{last}.attn.hook_pattern", stop))
+    logits = None
     with torch.no_grad():
-        logits = model.run_with_hooks(tokens, fwd_hooks=hooks)
+        try:
+            logits = model.run_with_hooks(tokens, fwd_hooks=hooks)
+        except _StopForward:
+            pass
     pat = torch.stack([patterns[layer][:, h] for layer, h in receivers], dim=1)
-    return pat, logits.detach().float().cpu()
+    return pat, (logits.detach().float().cpu() if logits is not None else None)
+
+
+class _StopForward(Exception):
+    """Raised by a hook to end a forward pass once the last needed activation is taken."""
 
 
 def attention_to_positions(
@@ -186,7 +265,8 @@ def attention_to_positions(
     query_pos: Int[Tensor, " batch"],
     key_mask: Float[Tensor, "batch pos"],
     fwd_hooks: Sequence[tuple[str, object]] = (),
-) -> tuple[Float[Tensor, "batch receiver"], Float[Tensor, "batch pos vocab"]]:
+    need_logits: bool = True,
+) -> tuple[Float[Tensor, "batch receiver"], Float[Tensor, "batch pos vocab"] | None]:
     """Each receiver head's attention from ``query_pos`` summed over keys in ``key_mask``."""
-    pat, logits = receiver_patterns(model, tokens, receivers, query_pos, fwd_hooks)
+    pat, logits = receiver_patterns(model, tokens, receivers, query_pos, fwd_hooks, need_logits)
     return einsum(pat, key_mask.float().cpu(), "b r k, b k -> b r"), logits

@@ -1,10 +1,9 @@
 """Finding sender -> receiver inhibition channels and measuring them on data.
 
-Receivers are heads with the largest direct logit attribution to IO - S on IOI-like
-prompts (name-mover-like heads). Senders are earlier heads whose OV components score
-highest (z against random subspaces) against the receivers' QK circuits (Q-composition).
-The data-side test ablates one sender component at END and measures how each receiver's
-attention from END to the repeated name changes.
+Receivers and senders are chosen by role (`roles`); the old choices (receivers by direct
+logit attribution, senders ranked by weights against the whole-residual null) are kept as
+options. The data-side test ablates one sender component at END and measures how each
+receiver's attention from END to the repeated name changes (`channel_effects`).
 """
 
 from __future__ import annotations
@@ -17,11 +16,13 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from interp.analyses.talking_heads_interventions import ComponentEdit, attention_to_positions, component_hooks
-from interp.analyses.talking_heads_svd import HeadSVD, component_scores
+from interp.analyses.talking_heads.interventions import ComponentEdit, attention_to_positions, component_hooks
+from interp.analyses.talking_heads.nulls import InHeadNull, head_output_basis, random_in_head_bases
+from interp.analyses.talking_heads.svd import HeadSVD, component_scores
 from interp.core.attribution import direct_logit_attribution
 from interp.core.model import HookedModel, head_name
 from interp.data.laundry_list import ListTask
+from interp.progress import progress
 
 
 def head_dla(model: HookedModel, task: ListTask) -> Float[Tensor, "layer head"]:
@@ -63,7 +64,7 @@ def rank_senders(
     rec_layers = torch.tensor([layer for layer, _ in receivers])
     scores = torch.full((L, H), float("nan"))
     rows = []
-    for ls in range(int(rec_layers.max())):
+    for ls in progress(range(int(rec_layers.max())), "rank senders (weights)"):
         valid = rec_layers > ls
         for hs in range(H):
             cs = component_scores(svds, (ls, hs), mode, receivers, rel_tol, n_random, seed, cache)
@@ -143,7 +144,96 @@ def random_edits_like(
     for e in edits:
         by_head[(e.layer, e.head)] = by_head.get((e.layer, e.head), 0) + 1
     for (layer, h), k in by_head.items():
-        V = svds["ov"].V[layer, h]
-        q, _ = torch.linalg.qr(V @ torch.randn(V.shape[1], k, generator=generator))
+        basis = head_output_basis(svds, (layer, h))
+        q = random_in_head_bases(basis, k, 1, generator)[0]
         out += [ComponentEdit(layer, h, q[:, i].clone(), alpha) for i in range(k)]
     return out
+
+
+def channel_effects(
+    model: HookedModel,
+    task: ListTask,
+    svds: dict[str, HeadSVD],
+    nulls: dict[tuple[int, int], InHeadNull],
+    n_groups: int,
+) -> pd.DataFrame:
+    """Weight score vs data effect for each (sender group, receiver) pair, receivers above the sender.
+
+    Each sender's first ``n_groups`` singular-value groups (by singular value, not by score,
+    so the data side is not selected on the weight score) are ablated one at a time at END;
+    the inhibition score is the mean rise of the receiver's attention from END to the
+    repeated item(s) (ablated - clean; positive = the group was inhibiting that attention).
+    The weight side is the group's z against the in-head null (`nulls.in_head_null`)."""
+    first = next(iter(nulls.values()))
+    receivers = first.receivers
+    clean, _ = attention_to_positions(model, task.tokens, receivers, task.end_pos, task.repeated_mask, need_logits=False)
+    jobs = [(s, gi) for s, nl in nulls.items() for gi in range(min(n_groups, len(nl.groups)))]
+    rows = []
+    for s, gi in progress(jobs, "component ablations", total=len(jobs)):
+        nl = nulls[s]
+        grp = nl.groups[gi]
+        hooks = component_hooks(model, group_edits(svds, s, grp, 0.0), positions=task.end_pos)
+        att, _ = attention_to_positions(model, task.tokens, receivers, task.end_pos, task.repeated_mask, hooks,
+                                        need_logits=False)
+        effect = (att - clean).mean(0)
+        z = nl.z
+        for ri, r in enumerate(receivers):
+            if r[0] <= s[0]:
+                continue
+            rows.append({
+                "sender": head_name(*s), "group": gi, "group_size": len(grp),
+                "singular_value": float(nl.singular_values[gi]), "receiver": head_name(*r),
+                "score": float(nl.scores[gi, ri]), "z": float(z[gi, ri]),
+                "is_best_group": bool(int(nl.best_group[ri]) == gi),
+                "p_corrected_best": float(nl.p_corrected[ri]),
+                "effect": float(effect[ri]), "clean_attention": float(clean[:, ri].mean()),
+            })
+    return pd.DataFrame(rows)
+
+
+def top_groups(nl: InHeadNull, k: int) -> list[list[int]]:
+    """The sender's groups with the highest mean z over the receivers above it, up to ``k`` directions
+    (at least one group, even if it is larger than ``k``)."""
+    valid = torch.tensor([r[0] > nl.sender[0] for r in nl.receivers])
+    z = nl.z[:, valid] if valid.any() else nl.z
+    out: list[list[int]] = []
+    used = 0
+    for gi in torch.argsort(z.mean(1), descending=True).tolist():
+        grp = nl.groups[gi]
+        if out and used + len(grp) > k:
+            continue
+        out.append(grp)
+        used += len(grp)
+        if used >= k:
+            break
+    return out
+
+
+def permutation_null(x: np.ndarray, y: np.ndarray, n: int = 1000, seed: int = 0, q: float = 0.95) -> float:
+    """``q`` quantile of the Spearman correlation with ``y`` randomly permuted."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if len(x) < 3:
+        return float("nan")
+    rng = np.random.default_rng(seed)
+    rx = pd.Series(x).rank().to_numpy()
+    ry = pd.Series(y).rank().to_numpy()
+    vals = [np.corrcoef(rx, rng.permutation(ry))[0, 1] for _ in range(n)]
+    return float(np.nanquantile(vals, q))
+
+
+def spearman_ci(x: np.ndarray, y: np.ndarray, n: int = 1000, seed: int = 0) -> tuple[float, float, float]:
+    """Spearman correlation with a percentile bootstrap CI over pairs."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    point = correlations(x, y)[1]
+    if len(x) < 3:
+        return point, float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    vals = []
+    for _ in range(n):
+        i = rng.integers(0, len(x), len(x))
+        vals.append(correlations(x[i], y[i])[1])
+    vals = np.asarray(vals)
+    vals = vals[np.isfinite(vals)]
+    if not len(vals):
+        return point, float("nan"), float("nan")
+    return point, float(np.quantile(vals, 0.025)), float(np.quantile(vals, 0.975))
