@@ -14,7 +14,7 @@ from dash import Input, Output, State, ctx, dcc, html, no_update
 from apps.dashboard.data import MAX_SEARCH_CHARS, DashboardData, ParamError, check_choice, check_head_label, parse_query
 from interp.analyses.attention_atlas import METHODS, AtlasResult, project_heads
 from interp.core.model import head_name
-from interp.viz.attention_atlas import COLOR_BY, head_figure_dict, matrix_figure
+from interp.viz.attention_atlas import COLOR_BY, head_figure_dict, matrix_figure, matrix_methods, matrix_sampling_text
 
 GRAPH_CONFIG = {"displaylogo": False, "scrollZoom": True}
 
@@ -52,8 +52,9 @@ def _corr_colour(r: float) -> str:
 
 
 def head_grid(res: AtlasResult, run: str) -> html.Table:
-    """A layer x head table of links (label, r, sink) coloured by the logit-distance correlation."""
-    corr, sink = res.arrays["corr_pca"], res.arrays["first_token_attn"]
+    """A layer x head table of links (label, within-query r, sink) coloured by that correlation."""
+    corr = res.arrays["wq_pca"] if "wq_pca" in res.arrays else res.arrays["corr_pca"]
+    sink = res.arrays["first_token_attn"]
     rows = [html.Tr([html.Th("")] + [html.Th(f"H{h}") for h in range(res.n_heads)])]
     for layer in range(res.n_layers):
         cells = [html.Th(f"L{layer}")]
@@ -68,21 +69,29 @@ def head_grid(res: AtlasResult, run: str) -> html.Table:
 
 
 def matrix_page(data: DashboardData, search: str | None) -> Any:
-    q = parse_query(search, {"run": "atlas run folder"})
+    q = parse_query(search, {"run": "atlas run folder", "proj": "projection of the matrix (pca, or tsne / umap when stored)"})
     res = data.atlas(q.get("run"))
     run = run_name(res)
+    proj = check_choice("proj", q.get("proj", "pca"), matrix_methods(res))
     m = res.metrics
+    wq = m.get("wq_pca_mean", float("nan"))
     return html.Div([
         html.H2("Attention atlas: every head"),
         run_header(res, data, "/atlas"),
-        html.P(["Each cell is one head: its queries (green) and keys (pink) projected together with PCA after the "
+        html.P(["Each cell is one head: its queries (green) and keys (pink) projected together after the "
                 "attention-preserving normalisation (keys translated onto the query centroid, norms balanced). Click a "
-                "cell to open the head. ", html.B(f"Mean r(q·k, 2-D distance) = {m.get('corr_pca_mean', float('nan')):+.3f}"),
-                f" over {int(m.get('n_heads', 0))} heads (negative: nearby keys are attended); normalisation changes "
+                "cell to open the head. ", html.B(f"Mean within-query r(q·k, PCA distance) = {wq:+.3f}"),
+                f" over {int(m.get('n_heads', 0))} heads (negative: a query's nearer keys get more attention; random 2-D "
+                f"projection: {m.get('wq_random_mean', float('nan')):+.3f}; pooled over all pairs: "
+                f"{m.get('corr_pca_mean', float('nan')):+.3f}); normalisation changes "
                 f"attention weights by at most {m.get('invariance_max_abs_err', float('nan')):.1e}."], className="explain"),
+        html.P([html.B("Sampling: "), matrix_sampling_text(res, method=proj)], id="matrix-sampling", className="explain small"),
+        html.Div(["matrix: ", *[dcc.Link(p, href="/atlas?" + urlencode({"run": run, "proj": p}) if run else f"/atlas?proj={p}",
+                                         className="run-link" + (" current" if p == proj else "")) for p in matrix_methods(res)]],
+                 className="run-list"),
         dcc.Store(id="matrix-run", data=run),
-        dcc.Graph(id="matrix-graph", figure=matrix_figure(res), config=GRAPH_CONFIG, className="matrix-graph"),
-        html.H3("Heads (colour: r of logit vs distance; blue = distance tracks attention)"),
+        dcc.Graph(id="matrix-graph", figure=matrix_figure(res, method=proj), config=GRAPH_CONFIG, className="matrix-graph"),
+        html.H3("Heads (colour: within-query r of logit vs PCA distance; blue = distance tracks attention)"),
         head_grid(res, run),
     ])
 
@@ -90,7 +99,10 @@ def matrix_page(data: DashboardData, search: str | None) -> Any:
 def _stats_panel(res: AtlasResult, layer: int, head: int, data: DashboardData, run: str) -> html.Div:
     a = res.arrays
     label = head_name(layer, head)
-    rows = [("r(q·k, PCA distance)", f"{a['corr_pca'][layer, head]:+.3f}"),
+    rows = [(name, f"{a[key][layer, head]:+.3f}") for key, name in (
+                ("wq_pca", "within-query r(q·k, PCA distance)"), ("wq_random", "same, random 2-D projection (control)"),
+                ("sink_separation", "first-token key separation (log)")) if key in a]
+    rows += [("pooled r(q·k, PCA distance)", f"{a['corr_pca'][layer, head]:+.3f}"),
             ("r(q·k, distance in d_head)", f"{a['corr_dhead'][layer, head]:+.3f}"),
             ("attention to first token", f"{a['first_token_attn'][layer, head]:.3f}"),
             ("attention to previous token", f"{a['prev_token_attn'][layer, head]:.3f}"),

@@ -48,19 +48,19 @@ _CAPITALS = (
     ("Finland", "Helsinki"), ("Denmark", "Copenhagen"), ("Belgium", "Brussels"),
     ("Netherlands", "Amsterdam"), ("Switzerland", "Bern"), ("Turkey", "Ankara"), ("Iran", "Tehran"),
     ("Iraq", "Baghdad"), ("Syria", "Damascus"), ("Lebanon", "Beirut"), ("Israel", "Jerusalem"),
-    ("Jordan", "Amman"), ("Kenya", "Nairobi"), ("Ethiopia", "Addis"), ("Nigeria", "Abuja"),
+    ("Jordan", "Amman"), ("Kenya", "Nairobi"), ("Ethiopia", "Addis Ababa"), ("Nigeria", "Abuja"),
     ("Ghana", "Accra"), ("Morocco", "Rabat"), ("Thailand", "Bangkok"), ("Vietnam", "Hanoi"),
-    ("Indonesia", "Jakarta"), ("Philippines", "Manila"), ("India", "Delhi"), ("Pakistan", "Islamabad"),
-    ("Bangladesh", "Dhaka"), ("Afghanistan", "Kabul"), ("Mexico", "Mexico"), ("Cuba", "Havana"),
-    ("Chile", "Santiago"), ("Argentina", "Buenos"), ("Colombia", "Bogota"), ("Venezuela", "Caracas"),
+    ("Indonesia", "Jakarta"), ("Philippines", "Manila"), ("India", "New Delhi"), ("Pakistan", "Islamabad"),
+    ("Bangladesh", "Dhaka"), ("Afghanistan", "Kabul"), ("Mexico", "Mexico City"), ("Cuba", "Havana"),
+    ("Chile", "Santiago"), ("Argentina", "Buenos Aires"), ("Colombia", "Bogota"), ("Venezuela", "Caracas"),
     ("Ukraine", "Kyiv"), ("Romania", "Bucharest"), ("Bulgaria", "Sofia"), ("Serbia", "Belgrade"),
     ("Croatia", "Zagreb"), ("Scotland", "Edinburgh"), ("Wales", "Cardiff"), ("Iceland", "Reykjavik"),
     ("Latvia", "Riga"), ("Lithuania", "Vilnius"), ("Estonia", "Tallinn"), ("Qatar", "Doha"),
     ("Nepal", "Kathmandu"), ("Uganda", "Kampala"), ("Zimbabwe", "Harare"), ("Senegal", "Dakar"),
 )
-# Multi-word capitals keep only their first word when it alone is unambiguous in the prompt's
-# continuation (" Addis" Ababa, " Buenos" Aires, " Mexico" City); single-token filtering then
-# decides per tokenizer.
+# Answers are written in full (" Buenos Aires", " Mexico City", " New Delhi"): the single-token
+# check drops every multi-word or multi-token answer and reports it, rather than cutting a
+# name to its first word (" Buenos", " South") or to a word that repeats the subject (" Mexico").
 
 _LANGUAGES = (
     ("France", "French"), ("Germany", "German"), ("Italy", "Italian"), ("Spain", "Spanish"),
@@ -76,14 +76,14 @@ _LANGUAGES = (
 
 _LANDMARKS = (
     ("the Eiffel Tower", "France"), ("the Colosseum", "Italy"), ("the Great Wall", "China"),
-    ("the Taj Mahal", "India"), ("the Statue of Liberty", "America"), ("Big Ben", "England"),
+    ("the Taj Mahal", "India"), ("the Statue of Liberty", "United States"), ("Big Ben", "England"),
     ("the Kremlin", "Russia"), ("Mount Fuji", "Japan"), ("the Acropolis", "Greece"),
     ("the Sydney Opera House", "Australia"), ("Machu Picchu", "Peru"), ("the Great Pyramid of Giza", "Egypt"),
     ("the Brandenburg Gate", "Germany"), ("the Sagrada Familia", "Spain"), ("Stonehenge", "England"),
     ("the Leaning Tower of Pisa", "Italy"), ("Niagara Falls", "Canada"), ("Angkor Wat", "Cambodia"),
     ("Petra", "Jordan"), ("Chichen Itza", "Mexico"), ("the Forbidden City", "China"),
     ("the Louvre", "France"), ("the Alhambra", "Spain"), ("the Vatican", "Italy"),
-    ("Table Mountain", "South"), ("Mount Kilimanjaro", "Tanzania"), ("the Blue Mosque", "Turkey"),
+    ("Table Mountain", "South Africa"), ("Mount Kilimanjaro", "Tanzania"), ("the Blue Mosque", "Turkey"),
     ("the Parthenon", "Greece"), ("Neuschwanstein Castle", "Germany"), ("the Christ the Redeemer statue", "Brazil"),
 )
 
@@ -134,8 +134,8 @@ RELATIONS: dict[str, Relation] = {
         "Wikipedia articles of each landmark (country field); UNESCO World Heritage List",
     ),
 }
-# Landmarks in the USA and South Africa use the first word of the answer (" America",
-# " South"); the filter keeps them only if that word is a single token.
+# Landmark subjects keep their article ("the Eiffel Tower"); the topic token is the subject's
+# first token after a leading article (`FactPrompt.topic_span`), never " the".
 
 
 @dataclass(frozen=True)
@@ -158,6 +158,12 @@ class FactPrompt:
         """Character span of the subject in ``prompt``."""
         start = len(self.prefix) + self.template.index("{}")
         return start, start + len(self.subject)
+
+    @property
+    def topic_span(self) -> tuple[int, int]:
+        """Character span of the topic: the subject without a leading article ("the", "a", "an")."""
+        s, e = self.subject_span
+        return s + article_length(self.subject), e
 
 
 @dataclass
@@ -263,16 +269,40 @@ def filter_single_token(
     return FactDataset(kept, df.reset_index(drop=True))
 
 
+def article_length(subject: str) -> int:
+    """Characters of a leading article ("the ", "a ", "an ", any case) in ``subject``."""
+    low = subject.lower()
+    for art in ("the ", "a ", "an "):
+        if low.startswith(art) and len(subject) > len(art):
+            return len(art)
+    return 0
+
+
+def fact_problem(subject: str, answer: str, is_single_token: Callable[[str], bool]) -> str | None:
+    """Why a fact cannot be used with this tokenizer (None if it can)."""
+    a = answer.strip()
+    if " " in a:
+        return f"multi-word answer: {' ' + a!r}"
+    if not is_single_token(" " + a):
+        return f"multi-token answer: {' ' + a!r}"
+    topic = subject[article_length(subject):]
+    if a.lower() in topic.lower().split():
+        return f"answer {a!r} repeats the subject {subject!r}"
+    return None
+
+
 def filter_facts(
     relation: Relation, is_single_token: Callable[[str], bool]
 ) -> tuple[list[tuple[str, str]], list[dict[str, str]]]:
-    """Facts of ``relation`` whose answer is one token (with its leading space); drops reported."""
+    """Facts of ``relation`` whose answer is one token (with its leading space) and does not
+    repeat the subject; every drop is reported with its reason."""
     kept, dropped = [], []
     for s, a in relation.facts:
-        if is_single_token(" " + a):
+        why = fact_problem(s, a, is_single_token)
+        if why is None:
             kept.append((s, a))
         else:
-            dropped.append({"relation": relation.name, "subject": s, "answer": " " + a, "reason": f"multi-token answer: {' ' + a!r}"})
+            dropped.append({"relation": relation.name, "subject": s, "answer": " " + a, "reason": why})
     return kept, dropped
 
 
@@ -309,17 +339,14 @@ def load_dataset(
 
 # ---------------------------------------------------------------------------- user JSONL
 JSONL_HELP = (
-    'each line is a JSON object {"subject": str, "answer": str, and either "template": str '
+    'each line is a JSON object {"subject": str, "answer" (or "attribute"): str, and either "template": str '
     'with one "{}" slot or "relation": one of ' + ", ".join(RELATIONS) + "}"
 )
 
 
-def load_jsonl(path: str | Path, shots: int = 0, seed: int = 0) -> list[FactPrompt]:
-    """User facts from JSONL (see ``JSONL_HELP``); errors name the offending line.
-
-    Records are grouped by template; each group needs two or more different answers so
-    that every prompt has a corruption (another subject of the same group).
-    """
+def load_jsonl_facts(path: str | Path) -> dict[tuple[str, str, str], list[tuple[str, str]]]:
+    """User facts from JSONL (see ``JSONL_HELP``) grouped by (relation, template, demo
+    template); errors name the offending line."""
     path = Path(path)
     if not path.is_file():
         raise FactDataError(f"{path}: no such file")
@@ -334,6 +361,8 @@ def load_jsonl(path: str | Path, shots: int = 0, seed: int = 0) -> list[FactProm
             raise FactDataError(f"{where}: not valid JSON ({exc.msg}); {JSONL_HELP}") from exc
         if not isinstance(rec, dict):
             raise FactDataError(f"{where}: expected a JSON object; {JSONL_HELP}")
+        if "answer" not in rec and "attribute" in rec:  # (subject, relation, attribute) triples
+            rec["answer"] = rec["attribute"]
         for key in ("subject", "answer"):
             if not isinstance(rec.get(key), str) or not rec[key].strip():
                 raise FactDataError(f"{where}: field {key!r} is missing or not a non-empty string")
@@ -352,12 +381,46 @@ def load_jsonl(path: str | Path, shots: int = 0, seed: int = 0) -> list[FactProm
         groups.setdefault(key3, []).append((rec["subject"].strip(), rec["answer"].strip()))
     if not groups:
         raise FactDataError(f"{path}: no records; {JSONL_HELP}")
+    return groups
+
+
+def load_jsonl(path: str | Path, shots: int = 0, seed: int = 0) -> list[FactPrompt]:
+    """User facts from JSONL (see ``JSONL_HELP``); errors name the offending line.
+
+    Records are grouped by template; each group needs two or more different answers so
+    that every prompt has a corruption (another subject of the same group).
+    """
+    groups = load_jsonl_facts(path)
     out: list[FactPrompt] = []
     for (rel, template, demo), facts in groups.items():
         if len({a for _, a in facts}) < 2:
             raise FactDataError(f"{path}: template {template!r} has fewer than two different answers, so no corruption is possible")
         out += build_prompts(facts, [template], rel, shots, demo, seed)
     return out
+
+
+def build_from_groups(
+    groups: dict[tuple[str, str, str], list[tuple[str, str]]], is_single_token: Callable[[str], bool],
+    shots: int = 0, seed: int = 0,
+) -> FactDataset:
+    """Prompts from grouped facts after the single-token check (facts filtered first, so
+    corruptions and demonstrations come only from usable facts); drops reported."""
+    prompts: list[FactPrompt] = []
+    dropped: list[dict[str, str]] = []
+    for (rel, template, demo), facts in groups.items():
+        kept = []
+        for subj, ans in facts:
+            why = fact_problem(subj, ans, is_single_token)
+            if why is None:
+                kept.append((subj, ans))
+            else:
+                dropped.append({"relation": rel, "subject": subj, "answer": " " + ans.strip(), "reason": why})
+        if len({a for _, a in kept}) < 2:
+            dropped += [{"relation": rel, "subject": subj, "answer": " " + ans, "reason": "fewer than two usable answers in its group"}
+                        for subj, ans in kept]
+            continue
+        prompts += build_prompts(kept, [template], rel, min(shots, max(0, len(kept) - 2)), demo, seed)
+    return FactDataset(prompts, pd.DataFrame(dropped, columns=["relation", "subject", "answer", "reason"]))
 
 
 def subject_token_mask(

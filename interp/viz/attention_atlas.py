@@ -19,11 +19,26 @@ COLOR_BY = ("type", "position", "norm", "sequence", "token type")
 TOKEN_TYPES = ("first token", "punctuation", "number", "word start", "word piece")
 
 
-def _cell(xy: np.ndarray) -> np.ndarray:
-    """Scale a head's points into the unit square (robustly: 1st-99th percentile)."""
-    lo, hi = np.percentile(xy, [1, 99], axis=0)
+FRAME_PERCENTILES = (1.0, 99.0)
+
+
+def _frame(xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A head's cell frame: the 1st-99th percentile box of its points, padded by 5%."""
+    lo, hi = np.percentile(xy, FRAME_PERCENTILES, axis=0)
+    pad = np.where(hi - lo > 0, hi - lo, 1.0) * 0.05
+    return lo - pad, hi + pad
+
+
+def _cell(xy: np.ndarray, frame: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Points scaled into the unit square of their frame, and which of them lie outside it.
+
+    Points outside the frame (far-away keys such as attention sinks) are drawn ON the
+    frame's edge and flagged, never dropped or silently clipped."""
+    lo, hi = _frame(xy) if frame is None else frame
     span = np.where(hi - lo > 0, hi - lo, 1.0)
-    return np.clip((xy - lo) / span, 0, 1)
+    unit = (xy - lo) / span
+    outside = ((unit < 0) | (unit > 1)).any(axis=1)
+    return np.clip(unit, 0, 1), outside
 
 
 def _sample(n_tokens: int, max_points: int, seed: int = 0) -> np.ndarray:
@@ -32,32 +47,86 @@ def _sample(n_tokens: int, max_points: int, seed: int = 0) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n_tokens, max_points, replace=False))
 
 
-def matrix_figure(result, max_points: int = 120, highlight: np.ndarray | None = None, height: int | None = None) -> go.Figure:
-    """Every head's PCA embedding as a small scatter on a layer x head grid.
+def matrix_points(result, method: str = "pca") -> tuple[np.ndarray, np.ndarray]:
+    """([layer, head, 2m, 2] points, token index of each of the m tokens) for a matrix view.
 
-    ``highlight``: boolean mask over tokens (seq-major) drawn large in black on every head.
-    Point customdata is ``layer * n_heads + head`` so a click can open that head.
+    PCA: every token of the run. t-SNE / UMAP: the run's ``<method>_matrix`` on its token
+    subsample (``matrix_tokens``); KeyError when the run has none."""
+    if method == "pca":
+        pts = result.arrays["pca"]
+        return pts, np.arange(pts.shape[2] // 2)
+    key = f"{method}_matrix"
+    if key not in result.arrays:
+        raise KeyError(f"this run has no {method} matrix (full runs store {method} of every head when matrix_methods has it)")
+    return result.arrays[key], np.asarray(result.arrays["matrix_tokens"])
+
+
+def matrix_methods(result) -> list[str]:
+    """Projections this run can show as a matrix."""
+    return ["pca"] + [m for m in ("tsne", "umap") if f"{m}_matrix" in result.arrays]
+
+
+def matrix_sampling_text(result, max_points: int = 120, method: str = "pca") -> str:
+    """What the matrix view draws, in words."""
+    pts, tok = matrix_points(result, method)
+    m = len(tok)
+    n_seqs = result.arrays["tokens"].shape[0]
+    shown = min(m, max_points)
+    base = (f"{method.upper()} of {m} tokens per head" + ("" if method == "pca" else f" (a seeded sample of the run's {result.n_tokens} tokens)"))
+    samp = "all of them" if shown == m else f"{shown} of them drawn per head (seeded uniform sample, the same tokens in every head)"
+    return (f"{base}; {samp}; plus the first-token key of each of the {n_seqs} sequences (dark diamonds, possible attention "
+            f"sinks). Each cell's frame is its points' {FRAME_PERCENTILES[0]:g}th-{FRAME_PERCENTILES[1]:g}th percentile box; points "
+            "beyond it are drawn on the edge and ringed in black, not dropped.")
+
+
+def matrix_figure(result, max_points: int = 120, highlight: np.ndarray | None = None, height: int | None = None,
+                  method: str = "pca") -> go.Figure:
+    """Every head's joint embedding as a small scatter on a layer x head grid.
+
+    Traces, in order: queries and keys (``max_points`` sampled tokens each), search hits
+    (when ``highlight``, a boolean mask over tokens, is given), the first-token keys of every
+    sequence, and rings on every drawn point that lies outside its cell's frame. Point
+    customdata is ``layer * n_heads + head`` so a click can open that head. ``method``:
+    'pca' or a nonlinear matrix stored by the run ('tsne' / 'umap').
     """
-    pca = result.arrays["pca"]
-    L, H, two_t, _ = pca.shape
-    t = two_t // 2
-    idx = _sample(t, max_points)
-    traces: dict[str, list] = {"Q": [[], [], []], "K": [[], [], []], "hit": [[], [], []]}
-    hits = np.where(highlight)[0] if highlight is not None else np.array([], dtype=int)
+    pts, tok = matrix_points(result, method)
+    L, H, two_m, _ = pts.shape
+    m = two_m // 2
+    idx = _sample(m, max_points)
+    p = result.arrays["tokens"].shape[1]
+    firsts = np.where(tok % p == 0)[0]  # rows (in this matrix) of first tokens
+    traces: dict[str, list] = {name: [[], [], []] for name in ("Q", "K", "hit", "sink", "out")}
+    if highlight is not None:
+        hit_tok = np.where(highlight)[0]
+        hits = np.where(np.isin(tok, hit_tok))[0]
+    else:
+        hits = np.array([], dtype=int)
     for layer in range(L):
         for head in range(H):
-            cell = _cell(pca[layer, head]) * 0.86 + 0.07
+            cell, outside = _cell(pts[layer, head])
+            cell = cell * 0.86 + 0.07
             x0, y0 = head, L - 1 - layer
-            for name, rows in (("Q", idx), ("K", t + idx), ("hit", np.concatenate([hits, t + hits]))):
+            drawn = []
+            for name, rows in (("Q", idx), ("K", m + idx), ("hit", np.concatenate([hits, m + hits])), ("sink", m + firsts)):
                 if len(rows) == 0:
                     continue
+                drawn.append(rows)
                 traces[name][0].append(x0 + cell[rows, 0])
                 traces[name][1].append(y0 + cell[rows, 1])
                 traces[name][2].append(np.full(len(rows), layer * H + head))
+            out_rows = np.unique(np.concatenate(drawn))
+            out_rows = out_rows[outside[out_rows]]
+            if len(out_rows):
+                traces["out"][0].append(x0 + cell[out_rows, 0])
+                traces["out"][1].append(y0 + cell[out_rows, 1])
+                traces["out"][2].append(np.full(len(out_rows), layer * H + head))
     fig = go.Figure()
     style = {"Q": dict(color=Q_COLOUR, size=2.5, opacity=0.6), "K": dict(color=K_COLOUR, size=2.5, opacity=0.6),
-             "hit": dict(color="black", size=4.5, opacity=0.85)}
-    labels = {"Q": "queries", "K": "keys", "hit": "search hits"}
+             "hit": dict(color="black", size=4.5, opacity=0.85),
+             "sink": dict(color="#7a0177", size=5, symbol="diamond", opacity=0.9),
+             "out": dict(color="rgba(0,0,0,0)", size=7, symbol="circle-open", line=dict(color="black", width=1))}
+    labels = {"Q": "queries", "K": "keys", "hit": "search hits", "sink": "first-token keys",
+              "out": "outside the frame (drawn at its edge)"}
     for name, (xs, ys, cd) in traces.items():
         if not xs:
             continue
@@ -74,6 +143,7 @@ def matrix_figure(result, max_points: int = 120, highlight: np.ndarray | None = 
     fig.update_layout(
         shapes=shapes, height=height or max(320, 26 + 70 * L), plot_bgcolor="white", margin=dict(l=40, r=10, t=40, b=10),
         legend=dict(orientation="h", y=-0.02), title=None, clickmode="event",
+        meta={"sampling": matrix_sampling_text(result, max_points, method)},
     )
     return fig
 
@@ -218,16 +288,18 @@ def _attention_lines(data: list, layout: dict, result, layer: int, head: int, xy
 
 
 def stats_figure(result) -> go.Figure:
-    """Per-head heatmaps: correlation of logit with 2-D distance, sink, previous-token, entropy."""
-    names = [("corr_pca", "r(q·k, PCA distance)", "RdBu_r"), ("first_token_attn", "attention to first token", "Blues"),
+    """Per-head heatmaps: within-query r of logit with 2-D distance (main statistic), its random-
+    projection control, sink, previous-token, entropy."""
+    names = [("wq_pca", "within-query r(q·k, PCA distance)", "RdBu_r"), ("wq_random", "same, random 2-D projection", "RdBu_r"), ("first_token_attn", "attention to first token", "Blues"),
              ("prev_token_attn", "attention to previous token", "Greens"), ("entropy", "attention entropy (nats)", "Greys")]
-    fig = make_subplots(rows=1, cols=4, subplot_titles=[n[1] for n in names], horizontal_spacing=0.05)
+    names = [n for n in names if n[0] in result.arrays]
+    fig = make_subplots(rows=1, cols=len(names), subplot_titles=[n[1] for n in names], horizontal_spacing=0.05)
     for i, (key, title, scale) in enumerate(names):
         z = result.arrays[key]
         L, H = z.shape
         fig.add_trace(go.Heatmap(
             z=z, x=[f"H{h}" for h in range(H)], y=[f"L{layer}" for layer in range(L)], colorscale=scale,
-            zmid=0 if key == "corr_pca" else None, showscale=False,
+            zmid=0 if key.startswith(("wq_", "corr_")) else None, showscale=False,
             hovertemplate="%{y}%{x}: %{z:.3f}<extra>" + title + "</extra>",
         ), row=1, col=i + 1)
     fig.update_yaxes(autorange="reversed")
@@ -245,8 +317,9 @@ def nonlinear_figures(result) -> list[tuple[str, go.Figure]]:
             continue
         for i, (layer, head) in enumerate(result.arrays["nonlinear_heads"]):
             fig = head_figure(result, int(layer), int(head), xy=result.arrays[method][i], method=method)
-            r = float(result.arrays[f"corr_{method}"][i])
-            out.append((f"L{layer}H{head} {method} (r = {r:.2f}; t-SNE/UMAP distort global distances)", fig))
+            key = f"wq_{method}" if f"wq_{method}" in result.arrays else f"corr_{method}"
+            r = float(result.arrays[key][i]) if key in result.arrays else float("nan")
+            out.append((f"L{layer}H{head} {method} (within-query r = {r:.2f}; t-SNE/UMAP distort global distances)", fig))
     return out
 
 
@@ -255,8 +328,9 @@ def main_figure(result) -> go.Figure:
 
 
 def figures(result) -> list[tuple[str, go.Figure]]:
-    return [("Every head: joint query-key PCA (queries green, keys pink)", matrix_figure(result)),
-            ("Per-head statistics", stats_figure(result)), *nonlinear_figures(result)]
+    mats = [(f"Every head: joint query-key {m.upper()} (queries green, keys pink). {matrix_sampling_text(result, method=m)}",
+             matrix_figure(result, method=m)) for m in matrix_methods(result)]
+    return [*mats, ("Per-head statistics", stats_figure(result)), *nonlinear_figures(result)]
 
 
 # ---------------------------------------------------------------------- sentence view

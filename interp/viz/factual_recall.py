@@ -28,74 +28,76 @@ def head_map(result, key: str, title: str) -> go.Figure:
     return fig
 
 
-def rank_by_layer(result) -> go.Figure:
-    """Median answer rank: each MLP's END output alone vs the residual stream (logit lens)."""
+def function_by_layer(result) -> go.Figure:
+    """Function application: each MLP's END output read on the relation's candidate answers."""
     a = result.arrays
-    mlp = np.asarray(a["mlp_lens_median_rank"], dtype=float)
-    res = np.asarray(a["resid_lens_median_rank"], dtype=float)
+    spec = np.asarray(a["mlp_lens_specificity"], dtype=float)
+    mis = np.asarray(a["mlp_lens_specificity_mismatch"], dtype=float)
     fig = go.Figure()
-    fig.add_scatter(x=list(range(len(mlp))), y=(mlp + 1).tolist(), name="MLP output alone", mode="lines+markers")
-    fig.add_scatter(x=[i - 0.5 for i in range(len(res))], y=(res + 1).tolist(), name="residual stream", mode="lines+markers")
-    fig.update_layout(title="Function application: answer rank (1 = top) by layer, logit lens at END",
-                      xaxis_title="layer", yaxis_title="median rank + 1", yaxis_type="log")
+    fig.add_scatter(x=list(range(len(spec))), y=spec.tolist(), name="correct answer (held out)", mode="lines+markers")
+    fig.add_scatter(x=list(range(len(mis))), y=mis.tolist(), name="mismatched answer (control)", mode="lines+markers")
+    if "mlp_lens_specificity_selection" in a:
+        fig.add_scatter(x=list(range(len(spec))), y=np.asarray(a["mlp_lens_specificity_selection"], dtype=float).tolist(),
+                        name="correct answer (selection half)", mode="lines", line=dict(dash="dot"))
+    fig.update_layout(title="Function application: MLP output's logit(answer) − mean over the relation's answers",
+                      xaxis_title="MLP layer", yaxis_title="logits")
     return fig
 
 
-def damping(result) -> go.Figure:
-    """Change in p(answer) when scaling last-layer components."""
-    df = result.tables["damping"]
+def amplify_null(result) -> go.Figure:
+    """Amplify/erase: the argument heads' rho per prompt vs the random-direction null."""
+    a = result.arrays
     fig = go.Figure()
-    for f in sorted(df["factor"].unique()):
-        d = df[df["factor"] == f]
-        fig.add_bar(x=d["target"].tolist(), y=d["dp_answer"].tolist(), name=f"scale x{f:g}")
-    fig.update_layout(title="Anti-overconfidence: change in p(answer) when damping the last layer",
-                      xaxis_title="last-layer component", yaxis_title="Δ p(answer)", barmode="group")
+    for key, name in (("mlp_rho_chosen", "argument heads (regression)"), ("mlp_rho_null", "random directions (regression)"),
+                      ("mlp_rho_chosen_frozen_gate", "argument heads (frozen gate)"), ("mlp_rho_null_frozen_gate", "random directions (frozen gate)")):
+        if key in a:
+            fig.add_box(y=np.asarray(a[key], dtype=float).tolist(), name=name, boxmean=True)
+    layer = int(result.metrics.get("mlp_layer", -1))
+    fig.update_layout(title=f"MLP{layer}: rho = <M h, h>/|h|² (>0 amplify, <0 erase) vs random directions of the same norm",
+                      yaxis_title="rho")
     return fig
 
 
-def mlp_projection(result) -> go.Figure:
-    """Amplify (>0) / erase (<0) projection of each head's part of the target MLP's output."""
+def patching(result) -> go.Figure:
+    """Drop of logit(answer) − mean logit when patching argument heads vs random heads (mean corruption)."""
     a = result.arrays
-    layers = list(np.asarray(a["mlp_layers"]).tolist())
-    target = int(result.metrics.get("mlp_target_layer", layers[-1]))
-    i = layers.index(target) if target in layers else len(layers) - 1
-    fig = go.Figure(_heat(a["mlp_head_projection"][i], "projection"))
-    fig.update_layout(title=f"MLP{layers[i]} amplify (+) / erase (−) per upstream head", xaxis_title="head",
-                      yaxis_title="layer", yaxis_autorange="reversed")
+    fig = go.Figure()
+    fig.add_box(y=np.asarray(a["patch_drop_chosen"], dtype=float).tolist(), name="argument heads", boxmean=True)
+    for i, d in enumerate(np.atleast_2d(a["patch_drop_random"])):
+        fig.add_box(y=np.asarray(d, dtype=float).tolist(), name=f"random heads, draw {i + 1}", boxmean=True)
+    fig.update_layout(title="Argument heads: patching with the mean corrupted activation (held-out prompts)", yaxis_title="drop")
     return fig
 
 
-def decomposition_error(result) -> go.Figure:
-    """Per decomposed MLP: sum error (frozen, ~0) and leave-one-out error of the parts."""
-    a = result.arrays
-    x = [f"MLP{int(v)}" for v in np.asarray(a["mlp_layers"]).tolist()]
+def last_layer(result) -> go.Figure:
+    """Last layer heads' DLA on the answer (selection vs evaluation half)."""
+    df = result.tables["last_layer"]
     fig = go.Figure()
-    fig.add_bar(x=x, y=np.asarray(a["mlp_sum_rel_error"], dtype=float).tolist(), name="|Σ parts − out| / |out|")
-    fig.add_bar(x=x, y=np.asarray(a["mlp_loo_rel_error"], dtype=float).tolist(), name="parts vs leave-one-out")
-    fig.add_bar(x=x, y=np.asarray(a["mlp_loo_rel_error_frozen_norm"], dtype=float).tolist(), name="… with norm scale frozen")
-    fig.update_layout(title="MLP decomposition: approximation error", yaxis_title="relative error", barmode="group")
+    fig.add_bar(x=df["component"].tolist(), y=df["dla_answer_selection"].tolist(), name="selection half")
+    fig.add_bar(x=df["component"].tolist(), y=df["dla_answer_eval"].tolist(), name="evaluation half")
+    fig.update_layout(title="Anti-overconfidence: last-layer heads' DLA on logit(answer) − mean", barmode="group", yaxis_title="DLA")
     return fig
 
 
 def main_figure(result) -> go.Figure:
-    """Four panels: attention END->topic, patching effect, answer rank by layer, damping."""
+    """Four panels: attention END→topic, topic DLA, function application by layer, amplify vs null."""
     a = result.arrays
     fig = make_subplots(rows=2, cols=2, subplot_titles=(
-        "attention END→topic", "patching effect (clean←corrupt)", "answer rank by layer (logit lens)", "Δ p(answer), damping last layer"))
+        "attention END→topic (held out)", "head output's DLA on the topic (selection)", "function application by layer",
+        "MLP rho: argument heads vs random directions"))
     att = _heat(a["attn_to_topic"], "attn", colorscale="Viridis", zmid=None)
     att.update(showscale=False)
     fig.add_trace(att, 1, 1)
-    pe = _heat(a["patch_effect"], "effect")
-    pe.update(showscale=False)
-    fig.add_trace(pe, 1, 2)
-    for tr in rank_by_layer(result).data:
+    td = _heat(a["topic_dla_selection"], "topic DLA")
+    td.update(showscale=False)
+    fig.add_trace(td, 1, 2)
+    for tr in function_by_layer(result).data:
         fig.add_trace(tr, 2, 1)
-    for tr in damping(result).data:
+    for tr in amplify_null(result).data:
         fig.add_trace(tr, 2, 2)
-    fig.update_yaxes(type="log", row=2, col=1)
     fig.update_yaxes(autorange="reversed", row=1, col=1)
     fig.update_yaxes(autorange="reversed", row=1, col=2)
-    fig.update_layout(title=f"Factual recall — {result.model.get('id', '?')}", height=750, barmode="group")
+    fig.update_layout(title=f"Factual recall — {result.model.get('id', '?')}", height=750)
     return fig
 
 
@@ -103,11 +105,12 @@ def figures(result) -> list[tuple[str, go.Figure]]:
     """Every figure of the experiment, titled."""
     return [
         ("Overview", main_figure(result)),
-        ("Attention END→topic per head", head_map(result, "attn_to_topic", "Argument passing: attention from END to the topic")),
-        ("Direct logit attribution per head", head_map(result, "head_dla", "DLA to logit(answer) − mean logit")),
-        ("Patching effect per head", head_map(result, "patch_effect", "Patching effect of each head's END output")),
-        ("MLP amplify / erase", mlp_projection(result)),
-        ("MLP decomposition error", decomposition_error(result)),
-        ("Answer rank by layer", rank_by_layer(result)),
-        ("Damping the last layer", damping(result)),
+        ("Attention END→topic per head", head_map(result, "attn_to_topic", "Argument passing: attention from END to the topic (held out)")),
+        ("Topic criterion per head", head_map(result, "topic_dla_selection", "Head output's DLA on the topic token (selection half)")),
+        ("Direct logit attribution per head", head_map(result, "head_dla", "DLA to logit(answer) − mean logit (held out)")),
+        ("Patching: argument vs random heads", patching(result)),
+        ("MLP amplify / erase per head", head_map(result, "mlp_rho_heads", "rho of each upstream head's output through the MLP regression")),
+        ("MLP amplify / erase vs null", amplify_null(result)),
+        ("Function application by layer", function_by_layer(result)),
+        ("Last layer", last_layer(result)),
     ]

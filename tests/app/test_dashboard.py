@@ -41,7 +41,7 @@ def test_matrix_view_renders_all_heads(server, page, app_runs, artifacts_dir):
     # one query and one key trace holding min(T, 120) points of every head
     per_head = min(two_t // 2, 120)
     assert _trace_points(page, "#matrix-graph")[:2] == [L * H * per_head, L * H * per_head]
-    r = float(res.arrays["corr_pca"][1, 2])
+    r = float(res.arrays["wq_pca"][1, 2])  # the grid shows the within-query r (main statistic)
     assert f"r {r:+.2f}" in page.locator("table.head-grid a.head-link", has_text="L1H2").inner_text()
     _shot(page, artifacts_dir, "atlas-matrix")
 
@@ -182,10 +182,10 @@ def test_background_tsne_job_with_progress_and_cancel(server, page, app_runs, ti
     Uses its own small run (2 x 24 tokens) so the job takes seconds; it runs last because it
     adds a newer atlas run to the runs dir.
     """
-    from interp.analyses.attention_atlas import projection_cache_path, run_experiment
+    from interp.analyses.attention_atlas import Config, projection_cache_path, run_experiment
 
     base, app = server
-    res = run_experiment(tiny_llama, quick=True, n_seqs=2, seq_len=24)
+    res = run_experiment(tiny_llama, Config.quick_preset(n_seqs=2, seq_len=24))
     path = res.save(app_runs[0], name="attention-atlas-small")
     page.goto(f"{base}/head?run={path.name}&head=L1H1&proj=tsne")
     page.wait_for_selector("#head-graph " + GRAPH)

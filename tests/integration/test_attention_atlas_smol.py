@@ -13,7 +13,7 @@ from interp.analyses import attention_atlas as aa
 
 @pytest.fixture(scope="module")
 def smol_atlas(smol):
-    cfg = aa.AtlasConfig(n_seqs=4, seq_len=32, pattern_seqs=4)
+    cfg = aa.Config(n_seqs=4, seq_len=32, pattern_seqs=4)
     tokens = aa.atlas_tokens(smol, cfg)
     return tokens, aa.build_atlas(smol, tokens, cfg, progress=False)
 
@@ -49,3 +49,8 @@ def test_smol_atlas_statistics_match_the_models_patterns(smol, smol_atlas):
     xy = aa.project(aa.joint_points(qn[0, 4], kn[0, 4]), "pca")
     r, _ = aa.head_correlations(q[0, 4], k[0, 4], qn[0, 4], kn[0, 4], xy, aa.causal_pairs(4, 32, 20000))
     assert res.arrays["corr_pca"][20, 4] == pytest.approx(r, abs=1e-3)
+    # the within-query statistic from the raw (un-normalised) logits: normalisation shifts each
+    # query's logits by a constant and scales nothing, so it must not matter
+    wq, _ = aa.head_view_stats(q[0, 4], k[0, 4], xy)
+    wq_norm, _ = aa.head_view_stats(qn[0, 4], kn[0, 4], xy)
+    assert res.arrays["wq_pca"][20, 4] == pytest.approx(wq, abs=1e-4) and wq == pytest.approx(wq_norm, abs=1e-4)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from interp.analyses.factual_heads import dla_answer_vs_mean, encode, end_logits, patch_heads
-from interp.analyses.factual_mlp import decompose_mlp, leave_one_out, loo_rel_error, mlp_forward, upstream_mask
-from interp.analyses.factual_recall import damping_hooks
+from interp.analyses.factual_recall.heads import dla_answer_vs_mean, encode, end_logits, patch_heads
+from interp.analyses.factual_recall.mlp import decompose_mlp, leave_one_out, loo_rel_error, mlp_forward, upstream_mask
+from interp.analyses.factual_recall.readout import damping_hooks
 from interp.core.attribution import decompose_resid, resid_to_logits
 from interp.data.factual import load_dataset
 
@@ -49,7 +49,7 @@ def test_decomposition_and_dla_invariants_on_smol(smol):
 
 def test_top_attention_head_patching_and_damping_on_smol(smol):
     ds, enc, dec = _setup(smol)
-    from interp.analyses.factual_heads import attention_to_topic
+    from interp.analyses.factual_recall.heads import attention_to_topic
 
     att = attention_to_topic(smol, enc).mean(-1)
     layer, head = divmod(int(att.argmax()), smol.cfg.n_heads)

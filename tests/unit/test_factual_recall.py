@@ -8,14 +8,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from interp.analyses.factual_heads import (
+from interp.analyses.factual_recall.heads import (
     attention_to_topic,
     dla_answer_vs_mean,
     encode,
     end_logits,
     patch_heads,
 )
-from interp.analyses.factual_mlp import (
+from interp.analyses.factual_recall.mlp import (
     decompose_mlp,
     leave_one_out,
     ln2_scale,
@@ -23,7 +23,7 @@ from interp.analyses.factual_mlp import (
     mlp_forward,
     upstream_mask,
 )
-from interp.analyses.factual_recall import answer_rank, damping_hooks
+from interp.analyses.factual_recall.readout import answer_rank, damping_hooks
 from interp.core.attribution import decompose_resid, direct_logit_attribution, resid_to_logits
 from interp.data.factual import (
     RELATIONS,
@@ -287,18 +287,30 @@ def test_answer_rank():
 
 
 # ------------------------------------------------------------------ end to end on tiny models
-def test_run_experiment_quick_saves_and_plots(tiny_model, tmp_path):
-    from interp.analyses.factual_recall import run_experiment
+def test_run_experiment_quick_claims_saves_and_plots(tiny_model, tmp_path):
+    from interp.analyses.factual_recall import CLAIMS, Config, run_experiment
+    from interp.config import ConfigError
     from interp.results import load_run
     from interp.viz import factual_recall as viz
 
-    r = run_experiment(tiny_model, quick=True, relations=("country_capital",), max_prompts=8, patch_k=4)
-    assert r.metrics["mlp_sum_rel_error"] < 1e-5 and r.metrics["dla_sum_error"] < 1e-4
+    r = run_experiment(tiny_model, Config.quick_preset(relations=("country_capital", "country_language"), max_prompts=24))
+    ids = [c.id for c in CLAIMS]
+    assert list(r.claims["claim_id"]) == ids == ["lv2024.argument_heads", "lv2024.mlp_amplify_erase",
+                                                  "lv2024.function_application", "lv2024.anti_overconfidence"]
+    assert set(r.claims["verdict"]) <= {"inconclusive", "not tested"}  # quick never decides
+    row = r.claims.set_index("claim_id").loc["lv2024.argument_heads"]
+    assert row["value"] == pytest.approx(float(r.arrays["patch_drop_chosen"].mean()), abs=1e-6)
+    assert row["control_value"] == pytest.approx(float(r.arrays["patch_drop_random"].mean()), abs=1e-6)
+    # selection and evaluation halves never share a subject
+    pr = r.tables["prompts"]
+    assert not set(pr[pr.split == "selection"].subject) & set(pr[pr.split == "evaluation"].subject)
     assert r.arrays["attn_to_topic"].shape == (tiny_model.cfg.n_layers, tiny_model.cfg.n_heads)
     loaded = load_run(r.save(tmp_path))
     assert loaded.kind == "factual-recall"
     figs = viz.figures(loaded)
-    assert len(figs) == 8 and all(len(f.data) > 0 for _, f in figs)
+    assert len(figs) >= 5 and all(len(f.data) > 0 for _, f in figs)
+    with pytest.raises(ConfigError, match="n_prompts.*known keys"):
+        Config.quick_preset(n_prompts=3)
 
 
 def test_load_dataset_filters_facts_before_building(tiny_gpt2):
@@ -308,3 +320,115 @@ def test_load_dataset_filters_facts_before_building(tiny_gpt2):
     assert gone and all((p.relation, p.subject) not in gone for p in ds.prompts)
     for _, row in ds.dropped.iterrows():
         assert not tiny_gpt2.is_single_token(row["answer"])
+
+
+# ------------------------------------------------------------------ issue 17: nulls, regression, data
+def test_random_direction_null_equals_explicit_computation():
+    from interp.analyses.factual_recall import amplification, random_direction_null
+
+    g = torch.Generator().manual_seed(3)
+    W = torch.randn(6, 6, generator=g)
+    vecs = torch.randn(2, 4, 6, generator=g) * torch.tensor([1.0, 5.0, 0.1, 2.0])[None, :, None]
+    null = random_direction_null(lambda v: v @ W, vecs, n_draws=3, seed=11)
+    gen = torch.Generator().manual_seed(11)
+    raw = torch.randn(3, 2, 4, 6, generator=gen)
+    for d in range(3):
+        for c in range(2):
+            for b in range(4):
+                r = raw[d, c, b] / raw[d, c, b].norm() * vecs[c, b].norm()
+                assert abs(float(r.norm() - vecs[c, b].norm())) < 1e-4
+                expected = float((r @ W) @ r / (r @ r))
+                assert float(null[d, c, b]) == pytest.approx(expected, rel=1e-4, abs=1e-5)
+    # amplification of exact eigen-directions is the eigenvalue
+    D = torch.diag(torch.tensor([2.0, -1.0, 0.5]))
+    e = torch.eye(3)[:, None, :] * 3.0
+    torch.testing.assert_close(amplification(lambda v: v @ D, e)[:, 0], torch.tensor([2.0, -1.0, 0.5]))
+
+
+def test_regression_recovers_slope_and_task_aware_intercepts():
+    from interp.analyses.factual_recall import fit_regression
+
+    g = torch.Generator().manual_seed(0)
+    W = torch.randn(5, 5, generator=g)
+    x = torch.randn(300, 5, generator=g)
+    groups = ["a"] * 100 + ["b"] * 100 + ["_other"] * 100
+    b = {"a": torch.ones(5), "b": -2 * torch.ones(5), "_other": torch.zeros(5)}
+    y = x @ W + torch.stack([b[k] for k in groups])
+    reg = fit_regression(3, x, y, groups, alpha=0.0)
+    torch.testing.assert_close(reg.W, W, atol=1e-4, rtol=1e-4)
+    for k in b:
+        torch.testing.assert_close(reg.intercepts[k], b[k], atol=1e-4, rtol=1e-4)
+    assert reg.r2_fit == pytest.approx(1.0, abs=1e-6)
+    torch.testing.assert_close(reg.predict(x[:3], groups[:3]), y[:3], atol=1e-4, rtol=1e-4)
+
+
+def test_frozen_gate_map_is_the_decomposition_variant(tiny_model):
+    from interp.analyses.factual_recall import frozen_gate_map
+
+    ps = _prompts(tiny_model, 4)
+    enc = encode(tiny_model, ps)
+    dec = decompose_resid(tiny_model, enc.tokens, pos=enc.end)
+    layer = 1
+    mask = torch.tensor(upstream_mask(dec.labels, layer, tiny_model.cfg.n_heads))
+    comps = dec.components[mask].float()
+    md = decompose_mlp(tiny_model, layer, comps, [lab for lab, m in zip(dec.labels, mask, strict=True) if m])
+    fmap = frozen_gate_map(tiny_model, layer, comps.sum(0))
+    torch.testing.assert_close(fmap(comps), md.parts, atol=1e-4, rtol=1e-3)
+
+
+def test_mean_over_others_and_patch_end_z_by_hand(tiny_llama):
+    from interp.analyses.factual_recall import end_cache, mean_over_others, patch_end_z
+
+    vals = torch.arange(5.0)[:, None]
+    out = mean_over_others(vals, ["g", "g", "g", "h", "h"], [1, 2, 1, 3, 4])
+    assert out[:, 0].tolist() == [1.0, 1.0, 1.0, 4.0, 3.0]
+    ps = _prompts(tiny_llama, 4)
+    enc = encode(tiny_llama, ps)
+    ec = end_cache(tiny_llama, enc.tokens, enc.end, batch_size=3)
+    torch.testing.assert_close(ec.logits, end_logits(tiny_llama, enc.tokens, enc.end), atol=1e-4, rtol=1e-4)
+    repl = torch.randn(4, tiny_llama.cfg.d_head)
+    lg = patch_end_z(tiny_llama, enc.tokens, enc.end, {(1, 2): repl}, batch_size=3)
+    rows = torch.arange(4)
+
+    def hook(z, hook=None):
+        z = z.clone()
+        z[rows, enc.end, 2] = repl
+        return z
+
+    ref = end_logits(tiny_llama, enc.tokens, enc.end, [("blocks.1.attn.hook_z", hook)])
+    torch.testing.assert_close(lg, ref, atol=1e-4, rtol=1e-4)
+
+
+def test_cleaned_data_reports_drops_and_topic_token_skips_articles(tiny_llama):
+    from interp.data.factual import RELATIONS, fact_problem, filter_facts
+
+    assert "multi-word" in fact_problem("Mexico", "Mexico City", lambda w: True)
+    assert "repeats the subject" in fact_problem("Mexico", "Mexico", lambda w: True)
+    assert "multi-token" in fact_problem("Turkey", "Ankara", lambda w: w != " Ankara")
+    kept, dropped = filter_facts(RELATIONS["country_capital"], lambda w: True)
+    gone = {d["subject"]: d["reason"] for d in dropped}
+    assert {"Mexico", "Argentina", "Ethiopia", "India"} <= set(gone) and all("multi-word" in v for v in gone.values())
+    assert all(" " not in a for _, a in kept)
+    _, dl = filter_facts(RELATIONS["landmark_country"], lambda w: True)
+    assert {d["subject"] for d in dl} == {"the Statue of Liberty", "Table Mountain"}
+    ps = build_prompts([("the Eiffel Tower", "France"), ("Big Ben", "England")], ["{} is located in"], "lm")
+    enc = encode(tiny_llama, ps)
+    first = tiny_llama.tokenizer(" Eiffel", add_special_tokens=False)["input_ids"][0]
+    assert int(enc.topic[0]) != tiny_llama.tokenizer("the", add_special_tokens=False)["input_ids"][0]
+    assert int(enc.topic[0]) == tiny_llama.tokenizer("the Eiffel", add_special_tokens=False)["input_ids"][1] or int(enc.topic[0]) == first
+
+
+def test_user_triples_jsonl_through_load_dataset(tiny_llama, tmp_path):
+    from interp.analyses.factual_recall import load_dataset as load_facts
+
+    f = tmp_path / "facts.jsonl"
+    lines = [{"subject": s, "relation": "country_capital", "attribute": a} for s, a in FACTS + [("Mexico", "Mexico City")]]
+    f.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    src = load_facts(tiny_llama, f)
+    ds = src.dataset(tiny_llama, 0, 0)
+    assert {p.subject for p in ds.prompts} <= {s for s, _ in FACTS}
+    assert "Mexico" in set(src.dropped["subject"])
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps(lines[0]) + "\n" + '{"subject": "Peru"}\n')
+    with pytest.raises(FactDataError, match="bad.jsonl:2"):
+        load_facts(tiny_llama, bad)

@@ -13,20 +13,19 @@ together to 2-D:
 
 PCA runs for every head (cheap: the dashboard's matrix view); t-SNE (scikit-learn) and
 UMAP (umap-learn) are slow, so they run for chosen heads, one head at a time, cached on
-disk and resumable (`project_heads`). Per head we report how well 2-D distance tracks the
-attention logit: the Pearson correlation of ``q . k / sqrt(d_head)`` with the distance
-between the projected query and key, over causal pairs in the same sequence (negative
-means "near = attended").
+disk and resumable (`project_heads`); the full run also stores a nonlinear projection of
+every head on a token subsample (the paper's matrix view). Statistics of how well
+distance tracks attention live in `interp.analyses.attention_atlas.stats`.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -34,10 +33,10 @@ import torch
 from einops import einsum, rearrange
 from jaxtyping import Float, Int
 from torch import Tensor
-from tqdm.auto import tqdm
 
-from interp.core.model import HookedModel, head_name, parse_head
-from interp.results import Result, register_result_kind, timed
+from interp.core.model import HookedModel, head_name
+from interp.progress import progress as progress_bar
+from interp.results import Result, register_result_kind
 
 EXPERIMENT = "attention-atlas"
 METHODS = ("pca", "tsne", "umap")
@@ -47,34 +46,6 @@ class AtlasError(ValueError):
     """Bad atlas parameters (unknown method, head, sizes)."""
 
 
-@dataclass
-class AtlasConfig:
-    """Every knob of an atlas run (stored in the run's config)."""
-
-    corpus: str = "enwiki"
-    split: str = "train"
-    n_seqs: int = 32
-    seq_len: int = 64
-    seed: int = 0
-    batch_size: int = 8
-    pattern_seqs: int = 16  # sequences whose attention patterns are stored (float16)
-    max_pairs: int = 20000  # causal (query, key) pairs per head for the correlation
-    nonlinear_heads: list[str] = field(default_factory=list)
-    nonlinear_methods: list[str] = field(default_factory=lambda: ["tsne", "umap"])
-    tsne_perplexity: float = 30.0
-    umap_neighbors: int = 15
-
-    def validate(self) -> AtlasConfig:
-        if self.n_seqs < 1 or self.seq_len < 2:
-            raise AtlasError(f"need n_seqs >= 1 and seq_len >= 2, got {self.n_seqs} and {self.seq_len}")
-        bad = [m for m in self.nonlinear_methods if m not in ("tsne", "umap")]
-        if bad:
-            raise AtlasError(f"unknown nonlinear projection {bad[0]!r}; use 'tsne' or 'umap'")
-        for label in self.nonlinear_heads:
-            parse_head(label)
-        return self
-
-
 @register_result_kind
 @dataclass
 class AtlasResult(Result):
@@ -82,8 +53,11 @@ class AtlasResult(Result):
 
     arrays: tokens [n, pos]; pca [layer, head, 2T, 2]; q_norm / k_norm [layer, head, T]
     (norms of the normalised vectors); patterns [layer, head, pattern_seqs, pos, pos]
-    (float16); corr_pca / corr_dhead / scale / translation_norm [layer, head];
-    nonlinear_heads [m, 2] with tsne / umap [m, 2T, 2] for them.
+    (float16); wq_pca (within-query r, the main statistic) / corr_pca (pooled r) /
+    wq_random (random 2-D projection control) / wq_dhead / corr_dhead / scale /
+    translation_norm / sink_separation [layer, head]; nonlinear_heads [m, 2] with
+    tsne / umap [m, 2T, 2] for them; matrix_tokens [s] with tsne_matrix / umap_matrix
+    [layer, head, 2s, 2] (every head on a token subsample).
     tables: tokens (seq, pos, token_id, token, context), heads (per-head statistics).
     """
 
@@ -134,7 +108,7 @@ def collect_qk(
     qs: dict[int, list[Tensor]] = {layer: [] for layer in layers}
     ks: dict[int, list[Tensor]] = {layer: [] for layer in layers}
     starts = range(0, tokens.shape[0], batch_size)
-    for start in tqdm(starts, desc="atlas: forward", disable=not progress, leave=False):
+    for start in (progress_bar(starts, "atlas: forward") if progress else starts):
         _, cache = model.run_with_cache(tokens[start : start + batch_size], names, return_logits=False)
         for layer in layers:
             qn, kn = qk_hook_names(model, layer)
@@ -198,6 +172,8 @@ def project(
     seed: int = 0,
     perplexity: float = 30.0,
     n_neighbors: int = 15,
+    n_epochs: int | None = None,
+    tsne_iters: int = 1000,
 ) -> Float[np.ndarray, "points dims"]:
     """Project points jointly with PCA, t-SNE (scikit-learn) or UMAP (umap-learn)."""
     if method not in METHODS:
@@ -213,11 +189,11 @@ def project(
         from sklearn.manifold import TSNE
 
         perp = min(perplexity, max(2.0, (n - 1) / 3.0))
-        out = TSNE(n_components=dims, perplexity=perp, init="pca", random_state=seed).fit_transform(points)
+        out = TSNE(n_components=dims, perplexity=perp, init="pca", random_state=seed, max_iter=tsne_iters).fit_transform(points)
     else:
         import umap  # umap-learn; slow import (numba)
 
-        out = umap.UMAP(n_components=dims, n_neighbors=min(n_neighbors, n - 1), random_state=seed).fit_transform(points)
+        out = umap.UMAP(n_components=dims, n_neighbors=min(n_neighbors, n - 1), random_state=seed, n_epochs=n_epochs).fit_transform(points)
     return np.asarray(out, dtype=np.float32)
 
 
@@ -342,110 +318,10 @@ def pattern_stats(patterns: Float[Tensor, "layer head n pos pos"]) -> dict[str, 
     return {"first_token_attn": first, "prev_token_attn": prev, "entropy": ent}
 
 
-def build_atlas(model: HookedModel, tokens: Int[Tensor, "n pos"], cfg: AtlasConfig, progress: bool = True) -> AtlasResult:
-    """Collect, normalise, project (PCA for all heads, nonlinear for chosen ones), measure."""
-    cfg.validate()
-    c = model.cfg
-    timings: dict[str, float] = {}
-    n, p = tokens.shape
-    with timed(timings, "collect_s"):
-        q, k = collect_qk(model, tokens, batch_size=cfg.batch_size, progress=progress)
-    with timed(timings, "normalise_s"):
-        qn, kn, norm = normalise_qk(q, k)
-        n_pat = min(cfg.pattern_seqs, n)
-        pat_orig = attention_from_qk(q[:, :, :n_pat], k[:, :, :n_pat])
-        pat_norm = attention_from_qk(qn[:, :, :n_pat], kn[:, :, :n_pat])
-        invariance_err = float((pat_orig - pat_norm).abs().max())
-        stats = pattern_stats(attention_from_qk(q, k))
-    pairs = causal_pairs(n, p, cfg.max_pairs, cfg.seed)
-    pca = np.zeros((c.n_layers, c.n_heads, 2 * n * p, 2), dtype=np.float32)
-    corr2 = np.zeros((c.n_layers, c.n_heads), dtype=np.float32)
-    corrd = np.zeros_like(corr2)
-    with timed(timings, "pca_s"):
-        for layer, head in tqdm(model.heads(), desc="atlas: PCA per head", disable=not progress, leave=False):
-            xy = project(joint_points(qn[layer, head], kn[layer, head]), "pca", seed=cfg.seed)
-            pca[layer, head] = xy
-            corr2[layer, head], corrd[layer, head] = head_correlations(
-                q[layer, head], k[layer, head], qn[layer, head], kn[layer, head], xy, pairs
-            )
-    arrays: dict[str, np.ndarray] = {
-        "tokens": tokens.cpu().numpy().astype(np.int64),
-        "pca": pca,
-        "q_norm": rearrange(qn.norm(dim=-1), "l h n p -> l h (n p)").numpy().astype(np.float32),
-        "k_norm": rearrange(kn.norm(dim=-1), "l h n p -> l h (n p)").numpy().astype(np.float32),
-        "patterns": pat_orig.numpy().astype(np.float16),
-        "corr_pca": corr2,
-        "corr_dhead": corrd,
-        "scale": norm.scale.numpy().astype(np.float32),
-        "translation_norm": norm.translation.norm(dim=-1).numpy().astype(np.float32),
-    }
-    for key, val in stats.items():
-        arrays[key] = val.numpy().astype(np.float32)
-    heads = [parse_head(h) for h in cfg.nonlinear_heads]
-    for lh in heads:
-        model.check_head(*lh)
-    if heads:
-        arrays["nonlinear_heads"] = np.array(heads, dtype=np.int64).reshape(-1, 2)
-        for method in cfg.nonlinear_methods:
-            with timed(timings, f"{method}_s"):
-                outs, corrs = [], []
-                for layer, head in tqdm(heads, desc=f"atlas: {method}", disable=not progress, leave=False):
-                    xy = project(
-                        joint_points(qn[layer, head], kn[layer, head]), method, seed=cfg.seed,
-                        perplexity=cfg.tsne_perplexity, n_neighbors=cfg.umap_neighbors,
-                    )
-                    outs.append(xy)
-                    corrs.append(head_correlations(q[layer, head], k[layer, head], qn[layer, head], kn[layer, head], xy, pairs)[0])
-                arrays[method] = np.stack(outs)
-                arrays[f"corr_{method}"] = np.array(corrs, dtype=np.float32)
-    table = pd.DataFrame(
-        [
-            {
-                "head": head_name(layer, head), "layer": layer, "head_index": head,
-                "corr_pca": float(corr2[layer, head]), "corr_dhead": float(corrd[layer, head]),
-                "scale": float(arrays["scale"][layer, head]),
-                "translation_norm": float(arrays["translation_norm"][layer, head]),
-                "first_token_attn": float(arrays["first_token_attn"][layer, head]),
-                "prev_token_attn": float(arrays["prev_token_attn"][layer, head]),
-                "entropy": float(arrays["entropy"][layer, head]),
-            }
-            for layer, head in model.heads()
-        ]
-    )
-    metrics = {
-        "n_heads": c.n_layers * c.n_heads,
-        "points_per_head": 2 * n * p,
-        "corr_pca_mean": float(np.nanmean(corr2)),
-        "corr_pca_median": float(np.nanmedian(corr2)),
-        "corr_dhead_mean": float(np.nanmean(corrd)),
-        "frac_heads_corr_below_-0.5": float(np.mean(corr2 < -0.5)),
-        "invariance_max_abs_err": invariance_err,
-        "sink_heads_frac": float(np.mean(arrays["first_token_attn"] > 0.5)),
-    }
-    for method in cfg.nonlinear_methods if heads else []:
-        metrics[f"corr_{method}_mean"] = float(np.nanmean(arrays[f"corr_{method}"]))
-    return AtlasResult(
-        experiment=EXPERIMENT,
-        metrics=metrics,
-        arrays=arrays,
-        tables={"tokens": token_table(model, tokens), "heads": table},
-        config=asdict(cfg),
-        model=model.describe(),
-        seed=cfg.seed,
-        timings=timings,
-        notes=[
-            "corr_* = Pearson r between the attention logit q.k/sqrt(d_head) and the query-key distance; "
-            "negative means nearby keys are attended. t-SNE/UMAP distort global distances: read clusters, not gaps.",
-            f"q/k from {'hook_rot_q/hook_rot_k (post-rotary)' if c.positional == 'rotary' else 'hook_q/hook_k'}"
-            + (f"; {c.n_kv_heads} KV heads expanded to {c.n_heads} query heads" if c.n_kv_heads != c.n_heads else ""),
-        ],
-    )
-
-
 _TOKEN_CACHE: dict[tuple, Tensor] = {}
 
 
-def atlas_tokens(model: HookedModel, cfg: AtlasConfig) -> Int[Tensor, "n pos"]:
+def atlas_tokens(model: HookedModel, cfg: Any) -> Int[Tensor, "n pos"]:
     """The corpus windows an atlas is built on (BOS per the model's policy).
 
     Memoised per (corpus, tokenizer, sizes, seed): tokenizing the corpus takes seconds.
@@ -462,30 +338,3 @@ def atlas_tokens(model: HookedModel, cfg: AtlasConfig) -> Int[Tensor, "n pos"]:
     return _TOKEN_CACHE[key].clone()
 
 
-def default_nonlinear_heads(model: HookedModel, quick: bool = False) -> list[str]:
-    """A middle-layer head (quick) or one head from each sixth / half / five-sixths."""
-    L, H = model.cfg.n_layers, model.cfg.n_heads
-    layers = [L // 2] if quick else sorted({L // 6, L // 2, (5 * L) // 6})
-    return [head_name(layer, min(1, H - 1)) for layer in layers]
-
-
-def run_experiment(model: HookedModel, quick: bool = False, seed: int = 0, **overrides) -> AtlasResult:
-    """`interp run attention-atlas`: the atlas of every head on enwiki windows.
-
-    quick: 8 x 64 tokens, PCA only (t-SNE of 1,024 points takes about a minute on a busy
-    2-core machine; the dashboard computes it per head in the background); full: 32 x 64
-    tokens, t-SNE and UMAP for three heads. ``overrides`` set any AtlasConfig field.
-    """
-    t0 = time.perf_counter()
-    base = AtlasConfig(seed=seed, n_seqs=8 if quick else 32, seq_len=min(64, model.cfg.n_ctx),
-                       nonlinear_heads=[] if quick else default_nonlinear_heads(model, quick),
-                       nonlinear_methods=["tsne"] if quick else ["tsne", "umap"])
-    for key, val in overrides.items():
-        if not hasattr(base, key):
-            raise AtlasError(f"unknown atlas option {key!r}")
-        setattr(base, key, val)
-    tokens = atlas_tokens(model, base)
-    result = build_atlas(model, tokens, base)
-    result.config["quick"] = quick
-    result.timings["atlas_total_s"] = round(time.perf_counter() - t0, 3)
-    return result

@@ -37,7 +37,8 @@ class Encoded:
     corrupt_end: Int[Tensor, " batch"]
     answer: Int[Tensor, " batch"]
     corrupt_answer: Int[Tensor, " batch"]
-    topic: Int[Tensor, " batch"]  # first subject token id
+    topic: Int[Tensor, " batch"]  # first topic token id (the subject's first token after an article)
+    topic_pos: Int[Tensor, " batch"] | None = None
 
 
 def _tokenize(model: HookedModel, texts: Sequence[str]) -> tuple[list[list[int]], list[list[tuple[int, int]]]]:
@@ -70,22 +71,24 @@ def encode(model: HookedModel, prompts: Sequence[FactPrompt]) -> Encoded:
     ids, offs = _tokenize(model, [p.prompt for p in prompts])
     tokens, end = _pad(model, ids)
     mask = torch.zeros(tokens.shape, dtype=torch.bool)
-    topic = []
+    topic, topic_pos = [], []
     for i, (p, off) in enumerate(zip(prompts, offs, strict=True)):
         m = subject_token_mask(off, p.subject_span)
+        tm = subject_token_mask(off, p.topic_span)
         if model.prepend_bos:
-            m[0] = False
-        if not any(m):
+            m[0] = tm[0] = False
+        if not any(m) or not any(tm):
             raise ValueError(f"subject {p.subject!r} not found among the tokens of {p.prompt!r}")
         mask[i, : len(m)] = torch.tensor(m)
-        topic.append(ids[i][m.index(True)])
+        topic.append(ids[i][tm.index(True)])
+        topic_pos.append(tm.index(True))
     cids, _ = _tokenize(model, [p.corrupt_prompt for p in prompts])
     ctokens, cend = _pad(model, cids)
     return Encoded(
         tokens=tokens, end=end, subject_mask=mask, corrupt_tokens=ctokens, corrupt_end=cend,
         answer=torch.tensor([model.to_single_token(p.answer) for p in prompts]),
         corrupt_answer=torch.tensor([model.to_single_token(p.corrupt_answer) for p in prompts]),
-        topic=torch.tensor(topic),
+        topic=torch.tensor(topic), topic_pos=torch.tensor(topic_pos),
     )
 
 
