@@ -55,17 +55,22 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
     from interp.models import ASSETS, fetch_asset, smollm2_cache_dir
     from interp.models.tokenizers import gpt2_tokenizer_dir
 
-    names = list(ASSETS) if args.name == "all" else [args.name]
+    from interp.models.gemma import GEMMA3_LICENCE, GEMMA3_NAME, gemma3_cache_dir
+
+    names = [*ASSETS, GEMMA3_NAME] if args.name == "all" else [args.name]
     for name in names:
         t = time.perf_counter()
         if name in ("smollm2-135m", "smollm2-135m-gguf"):
             path = smollm2_cache_dir()
         elif name in ("tiny-gpt2", "gpt2-tokenizer"):
             path = gpt2_tokenizer_dir()
+        elif name in (GEMMA3_NAME, "gemma3-270m-gguf"):
+            print(f"{GEMMA3_NAME}: the Gemma Terms of Use apply to these weights: {GEMMA3_LICENCE}")
+            path = gemma3_cache_dir()
         elif name in ASSETS:
             path = fetch_asset(name)
         else:
-            print(f"error: unknown asset or model {name!r}; choose from: all, smollm2-135m, {', '.join(ASSETS)}", file=sys.stderr)
+            print(f"error: unknown asset or model {name!r}; choose from: all, smollm2-135m, {GEMMA3_NAME}, {', '.join(ASSETS)}", file=sys.stderr)
             return 2
         print(f"{name}: {path} ({time.perf_counter() - t:.1f} s)")
     return 0

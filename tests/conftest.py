@@ -118,3 +118,11 @@ def _generate_runs(runs: Path, tiny_llama) -> dict[str, str]:
                 raise
             failed[name] = f"{type(exc).__name__}: {exc}"
     return failed
+
+
+@pytest.fixture(scope="session")
+def gemma():
+    """The second real model, Gemma 3 270M (base; BOS on by default), loaded once. Do not mutate."""
+    from interp.models import load_model
+
+    return load_model("gemma3-270m")

