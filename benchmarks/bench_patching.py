@@ -1,11 +1,18 @@
-"""Benchmark: heads -> logits path patching over every head, batched vs a naive loop.
+"""Benchmark: path patching over every head, batched vs a naive loop.
 
-Side by side in one run on the same IOI prompts (ABC corruption, IO-S logit diff at END,
-all other heads and MLPs frozen):
+Side by side in one run on the same IOI prompts (ABC corruption, IO-S logit diff at END):
+
+MLPs frozen, heads -> logits:
   * naive: one forward pass per sender (hooks freeze every head/MLP, patch the sender);
   * stacked: `path_patch(fast=False)`: senders stacked along the batch axis;
   * cached: `path_patch(fast=True)`: reuses the clean/corrupt caches (final residual =
     clean + sender change), no forward pass per sender.
+MLPs recomputed (the papers' setting and the default), heads -> logits and heads -> the
+queries of a few late heads at END:
+  * naive: a plainly written loop, one sender at a time (one forward for logits; two for
+    q receivers: record the receivers' q, then patch them in);
+  * batched: `path_patch` (senders of one layer stacked, each chunk starting from the
+    cached clean residual entering its layer, every pass stopped at the final residual).
 Results must agree; ratios are printed and written to benchmarks/results/bench_patching.json.
 Also: attribution patching's wall time in forward-pass equivalents (same prompts).
 
@@ -51,6 +58,43 @@ def naive_path_to_logits(model, clean, corrupt, metric, sender) -> float:
         return float(metric(model.run_with_hooks(clean, fwd_hooks=hooks)).mean())
 
 
+def naive_recomputed(model, clean, corrupt, metric, sender, recv=None, r_pos=None) -> float:
+    """One sender, MLPs recomputed: every head frozen at clean except the sender (corrupt);
+    receivers = logits, or the q input of ``recv`` heads at ``r_pos`` (two passes)."""
+    L = model.cfg.n_layers
+    if not hasattr(naive_path_to_logits, "_cache"):
+        naive_path_to_logits(model, clean, corrupt, metric, sender)
+    cl, co = naive_path_to_logits._cache
+    hooks = []
+    for x in range(L):
+        def zf(act, hook, x=x):
+            new = cl[f"blocks.{x}.attn.hook_z"].clone()
+            if x == sender[0]:
+                new[:, :, sender[1]] = co[f"blocks.{x}.attn.hook_z"][:, :, sender[1]]
+            return new
+
+        hooks.append((f"blocks.{x}.attn.hook_z", zf))
+    if recv is None:
+        with torch.no_grad():
+            return float(metric(model.run_with_hooks(clean, fwd_hooks=hooks)).mean())
+    rec = {}
+    for layer in {r[0] for r in recv}:
+        hooks.append((f"blocks.{layer}.attn.hook_q", lambda act, hook, layer=layer: rec.__setitem__(layer, act.clone())))
+    with torch.no_grad():
+        model.run_with_hooks(clean, fwd_hooks=hooks)
+    rows = torch.arange(clean.shape[0])
+    put = []
+    for layer, h in recv:
+        def fn(act, hook, layer=layer, h=h):
+            act = act.clone()
+            act[rows, r_pos, h] = rec[layer][rows, r_pos, h]
+            return act
+
+        put.append((f"blocks.{layer}.attn.hook_q", fn))
+    with torch.no_grad():
+        return float(metric(model.run_with_hooks(clean, fwd_hooks=put)).mean())
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="smollm2-135m")
@@ -78,11 +122,11 @@ def main() -> None:
     out["one_forward_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    cached = path_patch(model, ds.tokens, ds.abc_tokens, metric, senders=senders, fast=True, chunk=args.chunk)
+    cached = path_patch(model, ds.tokens, ds.abc_tokens, metric, senders=senders, fast=True, chunk=args.chunk, freeze_mlps=True)
     out["cached_all_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    stacked = path_patch(model, ds.tokens, ds.abc_tokens, metric, senders=sub, fast=False, chunk=args.chunk)
+    stacked = path_patch(model, ds.tokens, ds.abc_tokens, metric, senders=sub, fast=False, chunk=args.chunk, freeze_mlps=True)
     out["stacked_subset_s"] = time.perf_counter() - t
 
     naive_path_to_logits(model, ds.tokens, ds.abc_tokens, metric, sub[0])  # builds its caches (not timed)
@@ -99,6 +143,28 @@ def main() -> None:
     out["stacked_all_s_est" if scale != 1 else "stacked_all_s"] = out["stacked_subset_s"] * scale
     out["ratio_naive_over_cached"] = out["naive_subset_s"] * scale / out["cached_all_s"]
     out["ratio_naive_over_stacked"] = out["naive_subset_s"] / out["stacked_subset_s"]
+
+    # MLPs recomputed: heads -> logits and heads -> queries of late heads at END
+    L = model.cfg.n_layers
+    recv = [(L - 1, 0), (L - 1, 1), (L - 2, 0)]
+    for name, kw, naive_kw, pool in (
+        ("recomputed_logits", {}, {}, senders),
+        ("recomputed_q", {"receivers": recv, "receiver_input": "q", "receiver_positions": ds.end}, {"recv": recv, "r_pos": ds.end},
+         [s for s in senders if s[0] < L - 2]),
+    ):
+        sub_r = pool if args.naive_senders is None else pool[:: max(1, len(pool) // args.naive_senders)][: args.naive_senders]
+        t = time.perf_counter()
+        batched = path_patch(model, ds.tokens, ds.abc_tokens, metric, senders=pool, freeze_mlps=False, chunk=args.chunk, **kw)
+        out[f"{name}_batched_all_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        naive_r = torch.tensor([naive_recomputed(model, ds.tokens, ds.abc_tokens, metric, s_, **naive_kw) for s_ in sub_r])
+        out[f"{name}_naive_subset_s"] = time.perf_counter() - t
+        idx_r = [pool.index(s_) for s_ in sub_r]
+        out[f"{name}_max_abs_diff_batched_vs_naive"] = float((batched.scores[idx_r] - naive_r).abs().max())
+        out[f"{name}_n_senders"] = len(pool)
+        out[f"{name}_n_timed_naive"] = len(sub_r)
+        out[f"{name}_naive_all_s_est"] = out[f"{name}_naive_subset_s"] * len(pool) / len(sub_r)
+        out[f"{name}_ratio_naive_over_batched"] = out[f"{name}_naive_all_s_est"] / out[f"{name}_batched_all_s"]
 
     t = time.perf_counter()
     attribution_patch(model, ds.tokens, ds.abc_tokens, metric)

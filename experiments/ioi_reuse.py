@@ -1,11 +1,17 @@
 """IOI circuit by path patching and its reuse on Colored Objects: run, save, print.
 
+Same as `interp run ioi-reuse` (which also takes --config FILE); every configuration
+field can be set with --set key=value (list them: `interp run ioi-reuse --help`).
+
 Examples:
-    # same as `interp run ioi-reuse --quick` on the default model
+    # the smoke test on the default model
     python experiments/ioi_reuse.py --quick --out runs
-    # the full run on SmolLM2 (slow on CPU), or on GPT-2 small / medium for users online
-    python experiments/ioi_reuse.py --model smollm2-135m --out runs
-    python experiments/ioi_reuse.py --model gpt2 --out runs --sender-positions end
+    # the full preset on SmolLM2 on one thread (the committed reference run)
+    python experiments/ioi_reuse.py --threads 1 --out runs
+    # your own IOI prompts as the held-out set; senders patched at each stage's receiver position
+    python experiments/ioi_reuse.py --prompts my_ioi.jsonl --set sender_positions=receiver --out runs
+    # GPT-2 small / medium (online), MLPs frozen as an option
+    python experiments/ioi_reuse.py --model gpt2 --set freeze_mlps=true --out runs
 """
 
 from __future__ import annotations
@@ -21,37 +27,27 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="smollm2-135m", help="registry name, local path or hub id")
     p.add_argument("--out", default="runs", help="runs directory")
-    p.add_argument("--quick", action="store_true", help="CI-sized settings")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--rel-threshold", type=float, default=None, help="select heads with |score| >= this x stage max")
-    p.add_argument("--max-heads", type=int, default=None, help="at most this many heads per stage")
-    p.add_argument("--max-senders", type=int, default=None, help="senders path-patched per stage (after screening)")
-    p.add_argument("--sender-positions", choices=["all", "end"], default=None, help="all (Wang) or END only (Merullo)")
-    p.add_argument("--no-freeze-mlps", action="store_true", help="let MLPs respond during path patching")
-    p.add_argument("--n-ioi-discovery", type=int, default=None)
-    p.add_argument("--n-ioi-heldout", type=int, default=None)
-    p.add_argument("--n-cobj", type=int, default=None, help="Colored Objects prompts for discovery")
-    p.add_argument("--n-cobj-eval", type=int, default=None, help="Colored Objects prompts for accuracy / intervention")
-    p.add_argument("--n-intervene", type=int, default=None, help="heads in the intervention")
-    p.add_argument("--max-k", type=int, default=None, help="greedy completeness steps")
+    p.add_argument("--quick", action="store_true", help="the quick preset (a smoke test, never a verdict)")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field (repeatable)")
+    p.add_argument("--prompts", default=None, help="IOI JSONL replacing the held-out IOI prompts")
+    p.add_argument("--threads", type=int, default=None, help="torch threads")
     args = p.parse_args()
 
-    from interp.analyses.circuit_reuse import run_experiment
+    import torch
+
+    from interp.experiments import get_experiment, run_analysis
     from interp.models import load_model
 
-    overrides = {k: v for k, v in {
-        "rel_threshold": args.rel_threshold, "max_heads": args.max_heads, "max_senders": args.max_senders,
-        "sender_positions": args.sender_positions, "n_ioi_discovery": args.n_ioi_discovery,
-        "n_ioi_heldout": args.n_ioi_heldout, "n_cobj": args.n_cobj, "n_cobj_eval": args.n_cobj_eval,
-        "n_intervene": args.n_intervene, "max_k": args.max_k,
-    }.items() if v is not None}
-    if args.no_freeze_mlps:
-        overrides["freeze_mlps"] = False
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config = get_experiment("ioi-reuse").config(quick=args.quick, seed=args.seed, assignments=args.set)
     model = load_model(args.model)
     start = time.perf_counter()
-    result = run_experiment(model, quick=args.quick, seed=args.seed, **overrides)
+    result = run_analysis("ioi-reuse", model, config, prompts=args.prompts)
     path = result.save(args.out)
     print(result.summary().to_string(index=False))
+    print(result.tables["claims"][["claim_id", "value", "ci_low", "ci_high", "control_value", "verdict"]].to_string(index=False))
     for note in result.notes:
         print("note:", note)
     print(f"saved {path} ({time.perf_counter() - start:.1f} s)")

@@ -13,12 +13,12 @@ CELLS = [
 Wang et al. 2022 found the Indirect Object Identification circuit of GPT-2 small by **path
 patching**; Merullo et al. 2023 found much of it reused for Colored Objects in GPT-2
 medium, and raised Colored Objects accuracy by making a few heads attend as they do in IOI.
-This notebook runs the same procedure on SmolLM2 (small settings so it takes about a
-minute on a CPU; `interp run ioi-reuse` without `--quick` uses more prompts)."""),
+This notebook runs the same procedure on SmolLM2 with the quick preset trimmed further (a
+smoke test: no verdicts; `interp run ioi-reuse` without `--quick` is the full preset)."""),
     ("code", """import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from interp.models import load_model
-from interp.analyses.circuit_reuse import run_experiment
+from interp.analyses.circuit_reuse import Config, run_experiment
 from interp.viz import circuit_reuse as viz
 
 model = load_model("smollm2-135m")
@@ -34,16 +34,20 @@ for i in range(2):
 print({k: model.to_str_tokens(ioi.tokens[0])[int(v[0])] for k, v in ioi.positions.items()})
 cobj = make_colored_objects_dataset(model, 2, seed=0)
 print(cobj.prompts[0])"""),
-    ("md", """## Run the pipeline (quick settings, trimmed further for the notebook)
+    ("md", """## Run the pipeline (quick preset, trimmed further for the notebook)
 
-Path-patching stages (heads->logits, ->name-mover queries, ->S-inhibition values,
-->induction keys), roles from attention, mean-ablation faithfulness, Colored Objects
-stages, overlap, intervention, and attribution-vs-activation patching."""),
-    ("code", """result = run_experiment(model, quick=True, n_ioi_discovery=4, n_ioi_heldout=8, n_cobj=4, max_senders=4,
-                        spearman_heads=18, n_spearman_prompts=2, n_cobj_eval=8)
+Four path-patching stages per task (heads->logits, ->name-mover queries, ->S-inhibition
+values at S2, ->induction keys at S1+1) with MLPs recomputed; positive and negative heads as
+separate classes; roles from attention and the copy score (OV circuit); reference
+mean-ablation faithfulness / completeness / minimality with random controls; backup name
+movers; per-stage top-2% overlap; the intervention with random head sets as its control."""),
+    ("code", """config = Config.quick_preset(n_ioi_discovery=4, n_ioi_eval=16, n_ablation_prompts=8, n_cobj_discovery=4,
+                             n_cobj_eval=16, n_intervention_prompts=8, max_senders=4, ref_per_template=2)
+result = run_experiment(model, config)
 result.summary()"""),
-    ("code", "result.tables['ioi_roles'][['head', 'role', 'heads->logits', 'attn_end_io', 'attn_end_s']]"),
-    ("code", "result.tables['cobj_roles'][['head', 'role', 'heads->logits', 'attn_end_ans', 'attn_end_dis']]"),
+    ("code", "result.tables['claims'][['claim_id', 'value', 'ci_low', 'ci_high', 'control_value', 'verdict']]"),
+    ("code", "result.tables['ioi_roles'][['head', 'role', 'class', 'in_circuit', 'heads->logits', 'copy_score', 'negative_copy_score', 'attn_end_io', 'attn_end_wrong']]"),
+    ("code", "result.tables['overlap_by_stage']"),
     ("code", "result.tables['completeness']"),
     ("code", "result.main_figure()"),
     ("md", "## Every figure"),
@@ -52,12 +56,12 @@ result.summary()"""),
     fig.show()"""),
     ("md", """## The engine by hand: one path-patching stage
 
-All senders are evaluated together: for receivers = logits with frozen MLPs the sweep
-reuses the clean and corrupt caches (no forward pass per sender); other receivers stack
-the senders along the batch axis."""),
+Senders of one layer are stacked along the batch axis and start from the cached clean
+residual entering their layer; MLPs are recomputed (the papers' default; `freeze_mlps=True`
+freezes them, and then the heads->logits sweep needs no forward pass per sender)."""),
     ("code", """from interp.patching import logit_diff_metric, path_patch
 metric = logit_diff_metric(ioi.io_ids, ioi.s_ids, ioi.end)
-res = path_patch(model, ioi.tokens, ioi.abc_tokens, metric)
+res = path_patch(model, ioi.tokens, ioi.abc_tokens, metric, senders=[(layer, h) for layer in range(20, 30) for h in range(9)])
 top = res.normalised.argsort(descending=True)[:5]
 [(res.labels()[i], round(float(res.normalised[i]), 3)) for i in top]"""),
 ]

@@ -1,17 +1,25 @@
-"""Colored Objects prompts (after Merullo et al. 2023's use of the BIG-bench task; our own
-word lists and wording): a scene of three coloured objects, a question about one of them,
-answered with a capitalised colour, preceded by one solved demonstration::
+"""Colored Objects prompts after Merullo, Eickhoff & Pavlick 2023 ("Circuit Component Reuse
+Across Tasks in Transformer Language Models", Sec. 2), who adapted the BIG-bench
+"reasoning about colored objects" task (Ippolito & Callison-Burch 2023) to a one-shot,
+three-object, free-answer form. Word lists and wordings are our own (the paper's data
+are not copied): 8 common colours, 17 everyday objects, several scene wordings in the
+BIG-bench style, "a"/"an" as English needs, one solved demonstration, a single newline
+between the demonstration and the query, answers capitalised::
 
-    Q: On the table, I see a blue pen, a red book, and a green cup. What color is the book?
-    A: Red
+    Q: On the desk, I see a red pencil, an orange cup, and a blue notebook. What color is the cup?
+    A: Orange
+    Q: On the floor, there is a black plate, a green bottle, and a brown ball. What color is the plate?
+    A:                                                         ->  " Black"
 
-    Q: On the table, I see a pink hat, a gray key, and a brown box. What color is the key?
-    A:                                                            ->  " Gray"
+Corruption (Merullo et al.): the same scene, the question asks about another object, so
+its answer is another colour of the scene. The metric is logit(correct colour) -
+logit(the corrupted prompt's answer), as in the paper. Accuracy counts a prompt as solved
+when the correct colour beats both other colours of the scene.
 
-The corruption asks about another object of the same scene (so the answer changes).
 Colours (lower-case in scenes, capitalised as answers) and objects must be single tokens
 with their leading space; lists are filtered per tokenizer and the survival is reported.
-Every prompt has the same token layout, so positions are per prompt but lengths agree.
+The clean and corrupted prompts of a row have the same token layout (only the asked
+object differs); rows may differ in length (right-padded, ``positions["END"]`` per row).
 """
 
 from __future__ import annotations
@@ -26,16 +34,29 @@ from torch import Tensor
 
 from interp.data.ioi import _encode, _fill, _tokenizer_of, _word_position
 
-COLORS = ["red", "blue", "green", "yellow", "black", "white", "brown", "pink", "gray", "orange", "purple"]
-OBJECTS = ["pen", "book", "cup", "ball", "hat", "key", "plate", "phone", "box", "bag", "lamp", "chair", "shoe",
-           "bottle", "clock", "card", "bowl"]
-SHOT = "Q: On the table, I see a {C0} {O0}, a {C1} {O1}, and a {C2} {O2}. What color is the {QO}?\nA: {ANS}\n\n"
-QUERY = "Q: On the table, I see a {C0} {O0}, a {C1} {O1}, and a {C2} {O2}. What color is the {QO}?\nA:"
-POSITION_NAMES = ("ANS", "D1", "D2", "OBJ", "QOBJ", "END")
+COLORS = ["red", "orange", "yellow", "green", "blue", "brown", "black", "purple"]
+OBJECTS = ["pencil", "notebook", "pen", "cup", "plate", "jug", "mug", "book", "bottle", "ball", "bowl", "box",
+           "bag", "hat", "key", "phone", "lamp"]
+SCENES = [
+    "On the table, I see",
+    "On the desk, I see",
+    "On the floor, there is",
+    "On the nightstand, you see",
+    "On the shelf, there is",
+    "On the counter, I see",
+]
+QA = "Q: {SCENE} {A0} {C0} {O0}, {A1} {C1} {O1}, and {A2} {C2} {O2}. What color is the {QO}?\nA:"
+SEPARATOR = "\n"
+POSITION_NAMES = ("ANS", "D1", "D2", "OBJ", "OBJ+1", "QOBJ", "END")
 
 
 class ColoredObjectsError(ValueError):
     """The Colored Objects dataset cannot be built as asked."""
+
+
+def article(word: str) -> str:
+    """"an" before a vowel sound (by spelling), else "a"."""
+    return "an" if word[:1].lower() in "aeiou" else "a"
 
 
 @dataclass
@@ -43,8 +64,10 @@ class ColoredObjectsDataset:
     """Prompts, corruptions (another object asked), answer/distractor ids and positions.
 
     ``distractor_ids`` [n, 2] are the scene's two other colours (capitalised);
-    positions: ANS (answer colour in the query scene), D1/D2 (the other colours), OBJ (the
-    asked object in the scene), QOBJ (the object in the question), END (last token).
+    ``corrupt_answer_ids`` the corrupted prompt's answer (the metric's distractor).
+    Positions: ANS (answer colour in the query scene), D1/D2 (the other colours), OBJ (the
+    asked object in the scene), OBJ+1 (the token after it), QOBJ (the object in the
+    question), END (last token).
     """
 
     prompts: list[str]
@@ -63,45 +86,68 @@ class ColoredObjectsDataset:
     def __len__(self) -> int:
         return len(self.prompts)
 
+    def __repr__(self) -> str:
+        return f"ColoredObjectsDataset({len(self)} prompts, {self.tokens.shape[1]} tokens wide)"
+
     @property
     def end(self) -> Int[Tensor, " batch"]:
         return self.positions["END"]
 
+    def subset(self, idx: slice | list[int]) -> ColoredObjectsDataset:
+        ix = list(range(len(self)))[idx] if isinstance(idx, slice) else [int(i) for i in idx]
+        t = torch.tensor(ix, dtype=torch.long)
+        return ColoredObjectsDataset(
+            prompts=[self.prompts[i] for i in ix], corrupt_prompts=[self.corrupt_prompts[i] for i in ix],
+            tokens=self.tokens[t], corrupt_tokens=self.corrupt_tokens[t], answer_ids=self.answer_ids[t],
+            distractor_ids=self.distractor_ids[t], corrupt_answer_ids=self.corrupt_answer_ids[t],
+            positions={k: v[t] for k, v in self.positions.items()}, template_ids=self.template_ids[t],
+            answers=[self.answers[i] for i in ix], survival=dict(self.survival), prepend_bos=self.prepend_bos)
+
+
+def _scene(cs: list[str], os_: list[str]) -> dict[str, str]:
+    out = {f"C{i}": c for i, c in enumerate(cs)}
+    out.update({f"O{i}": o for i, o in enumerate(os_)})
+    out.update({f"A{i}": article(c) for i, c in enumerate(cs)})
+    return out
+
 
 def make_colored_objects_dataset(
-    model_or_tokenizer: Any, n: int, seed: int = 0, colors: list[str] | None = None, objects: list[str] | None = None
+    model_or_tokenizer: Any, n: int, seed: int = 0, colors: list[str] | None = None, objects: list[str] | None = None,
+    scenes: list[str] | None = None,
 ) -> ColoredObjectsDataset:
     """``n`` seeded one-shot Colored Objects prompts for a model (or bare tokenizer)."""
     if n < 1:
         raise ColoredObjectsError(f"n must be >= 1, got {n}")
     tok, bos = _tokenizer_of(model_or_tokenizer)
     single = lambda w: len(tok(" " + w, add_special_tokens=False)["input_ids"]) == 1  # noqa: E731
-    kept_c = [c for c in (colors or COLORS) if single(c) and single(c.capitalize())]
-    kept_o = [o for o in (objects or OBJECTS) if single(o)]
+    colors, objects, scenes = list(colors or COLORS), list(objects or OBJECTS), list(scenes or SCENES)
+    kept_c = [c for c in colors if single(c) and single(c.capitalize())]
+    kept_o = [o for o in objects if single(o)]
     survival = {
-        "colors": {"kept": len(kept_c), "total": len(colors or COLORS), "dropped": [c for c in (colors or COLORS) if c not in kept_c]},
-        "objects": {"kept": len(kept_o), "total": len(objects or OBJECTS), "dropped": [o for o in (objects or OBJECTS) if o not in kept_o]},
+        "colors": {"kept": len(kept_c), "total": len(colors), "dropped": [c for c in colors if c not in kept_c]},
+        "objects": {"kept": len(kept_o), "total": len(objects), "dropped": [o for o in objects if o not in kept_o]},
     }
     if len(kept_c) < 3 or len(kept_o) < 3:
         raise ColoredObjectsError(f"need >= 3 single-token colours and objects, have {len(kept_c)} and {len(kept_o)}")
     rng = random.Random(seed)
+    cid = lambda w: _encode(tok, " " + w, False)[0]  # noqa: E731
     rows = []
     for _ in range(n):
         shot_c, shot_o = rng.sample(kept_c, 3), rng.sample(kept_o, 3)
         shot_q = rng.randrange(3)
-        shot = _fill(SHOT, {**_scene(shot_c, shot_o), "QO": shot_o[shot_q], "ANS": shot_c[shot_q].capitalize()})[0]
+        shot = _fill(QA, {**_scene(shot_c, shot_o), "SCENE": rng.choice(scenes), "QO": shot_o[shot_q]})[0]
+        shot += " " + shot_c[shot_q].capitalize() + SEPARATOR
         cs, os_ = rng.sample(kept_c, 3), rng.sample(kept_o, 3)
         q = rng.randrange(3)
         q2 = rng.choice([i for i in range(3) if i != q])
-        text, starts = _fill(QUERY, {**_scene(cs, os_), "QO": os_[q]})
-        corrupt, _ = _fill(QUERY, {**_scene(cs, os_), "QO": os_[q2]})
+        scene = rng.choice(scenes)
+        text, starts = _fill(QA, {**_scene(cs, os_), "SCENE": scene, "QO": os_[q]})
+        corrupt, _ = _fill(QA, {**_scene(cs, os_), "SCENE": scene, "QO": os_[q2]})
         text, corrupt = shot + text, shot + corrupt
         off = len(shot)
-        ids = _encode(tok, text, bos)
-        cids = _encode(tok, corrupt, bos)
+        ids, cids = _encode(tok, text, bos), _encode(tok, corrupt, bos)
         if len(cids) != len(ids):
             raise ColoredObjectsError("corruption changed the token count")
-        cid = lambda w: _encode(tok, " " + w, False)[0]  # noqa: E731
         others = [i for i in range(3) if i != q]
         pos = {
             "ANS": _word_position(tok, text, off + starts[f"C{q}"], cid(cs[q]), ids, bos),
@@ -111,26 +157,26 @@ def make_colored_objects_dataset(
             "QOBJ": _word_position(tok, text, off + starts["QO"], cid(os_[q]), ids, bos),
             "END": len(ids) - 1,
         }
+        pos["OBJ+1"] = pos["OBJ"] + 1
         rows.append({"text": text, "corrupt": corrupt, "ids": ids, "cids": cids, "pos": pos,
                      "ans": cid(cs[q].capitalize()), "dis": [cid(cs[i].capitalize()) for i in others],
                      "cans": cid(cs[q2].capitalize()), "answer": cs[q].capitalize()})
+    width = max(len(r["ids"]) for r in rows)
+    pad = lambda x: x + [0] * (width - len(x))  # noqa: E731  (after END; never read by a causal model)
     return ColoredObjectsDataset(
         prompts=[r["text"] for r in rows], corrupt_prompts=[r["corrupt"] for r in rows],
-        tokens=torch.tensor([r["ids"] for r in rows]), corrupt_tokens=torch.tensor([r["cids"] for r in rows]),
+        tokens=torch.tensor([pad(r["ids"]) for r in rows]), corrupt_tokens=torch.tensor([pad(r["cids"]) for r in rows]),
         answer_ids=torch.tensor([r["ans"] for r in rows]), distractor_ids=torch.tensor([r["dis"] for r in rows]),
         corrupt_answer_ids=torch.tensor([r["cans"] for r in rows]),
         positions={k: torch.tensor([r["pos"][k] for r in rows]) for k in POSITION_NAMES},
-        template_ids=torch.zeros(n, dtype=torch.long), answers=[r["answer"] for r in rows],
+        template_ids=torch.tensor([len(r["ids"]) for r in rows]), answers=[r["answer"] for r in rows],
         survival=survival, prepend_bos=bos,
     )
 
 
-def _scene(cs: list[str], os_: list[str]) -> dict[str, str]:
-    return {**{f"C{i}": c for i, c in enumerate(cs)}, **{f"O{i}": o for i, o in enumerate(os_)}}
-
-
 def strongest_distractor(logits_at_end: Tensor, ds: ColoredObjectsDataset) -> Int[Tensor, " batch"]:
-    """Per prompt, the distractor colour id with the larger logit."""
+    """Per prompt, the distractor colour id with the larger logit (kept for comparison
+    with the earlier metric; the analysis uses ``corrupt_answer_ids`` as the paper does)."""
     d = ds.distractor_ids.to(logits_at_end.device)
     vals = logits_at_end.gather(1, d)
     return d[torch.arange(d.shape[0]), vals.argmax(1)]

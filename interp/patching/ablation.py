@@ -4,6 +4,8 @@ resample, plus a batched runner that evaluates many ablation masks in one sweep.
 Means are taken per group (e.g. per IOI template) and per position, so an ablated head
 carries the average of what it computes on the reference prompts of the same layout
 (Wang et al.'s ABC mean ablation); prompts of one group must share their token layout.
+`reference_values` takes the means (or resampled rows) from a separate reference set,
+so the evaluated prompts never contribute to their own replacement values.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
+from interp.core.attribution import resid_to_logits
 from interp.core.model import HookedModel
 from interp.patching.common import Metric, PatchingInputError, check_heads, repeat_batch
+from interp.patching.path import final_resid_at
 
 ABLATIONS = ("zero", "mean", "resample")
 
@@ -83,6 +87,59 @@ def ablation_values(
     return resample_head_activations(model, ref, groups, seed)
 
 
+def reference_values(
+    model: HookedModel,
+    reference: Int[Tensor, "ref pos"],
+    reference_groups: Int[Tensor, " ref"],
+    target_groups: Int[Tensor, " batch"],
+    width: int,
+    method: str = "mean",
+    seed: int = 0,
+    batch_size: int = 32,
+) -> Float[Tensor, "layer batch pos head d_head"]:
+    """Replacement z for target prompts from a separate reference set.
+
+    ``mean``: each target row gets the per-position mean of every head's z over the
+    reference rows of its group; ``resample``: the z of one random reference row of its
+    group. Only reference rows are ever run, so the values do not depend on the targets'
+    tokens. Positions past a group's reference width are zero (they lie after END)."""
+    if method not in ("mean", "resample"):
+        raise PatchingInputError(f"reference ablation must be 'mean' or 'resample', got {method!r}")
+    reference_groups, target_groups = reference_groups.cpu(), target_groups.cpu()
+    if reference_groups.shape[0] != reference.shape[0]:
+        raise PatchingInputError(f"{reference_groups.shape[0]} group ids for {reference.shape[0]} reference prompts")
+    missing = sorted(set(target_groups.tolist()) - set(reference_groups.tolist()))
+    if missing:
+        raise PatchingInputError(f"groups {missing} have no reference prompts")
+    c = model.cfg
+    out = torch.zeros(c.n_layers, target_groups.shape[0], width, c.n_heads, c.d_head)
+    w = min(width, reference.shape[1])
+    if method == "mean":
+        for g in target_groups.unique().tolist():
+            idx = (reference_groups == g).nonzero().squeeze(1)
+            total = None
+            for i in range(0, len(idx), batch_size):
+                z = _z_stack(model, reference[idx[i : i + batch_size]])
+                total = z.sum(1) if total is None else total + z.sum(1)
+            tgt = (target_groups == g).nonzero().squeeze(1)
+            out[:, tgt, :w] = (total / len(idx))[:, None, :w]
+        return out
+    gen = torch.Generator().manual_seed(seed)
+    pick = torch.empty(target_groups.shape[0], dtype=torch.long)
+    for g in target_groups.unique().tolist():
+        idx = (reference_groups == g).nonzero().squeeze(1)
+        tgt = (target_groups == g).nonzero().squeeze(1)
+        pick[tgt] = idx[torch.randint(len(idx), (len(tgt),), generator=gen)]
+    for i in range(0, len(pick), batch_size):
+        out[:, i : i + batch_size, :w] = _z_stack(model, reference[pick[i : i + batch_size]])[:, :, :w]
+    return out
+
+
+def _z_stack(model: HookedModel, tokens: Tensor) -> Tensor:
+    _, cache = model.run_with_cache(tokens, z_hooks(model), return_logits=False)
+    return torch.stack([cache[k] for k in z_hooks(model)])  # [L, n, pos, H, d]
+
+
 def run_ablation_masks(
     model: HookedModel,
     tokens: Int[Tensor, "batch pos"],
@@ -113,8 +170,10 @@ def run_ablation_masks(
 
             hooks.append((f"blocks.{layer}.attn.hook_z", fn))
         with torch.no_grad():
-            logits = model.run_with_hooks(repeat_batch(tokens, S), fwd_hooks=hooks)
-        out += [metric(c) for c in logits.split(n)]
+            pos = metric.pos if isinstance(metric.pos, Tensor) else torch.full((n,), int(metric.pos) % tokens.shape[1])
+            resid = final_resid_at(model, repeat_batch(tokens, S), pos.long().repeat(S), hooks)
+            logits = resid_to_logits(model, resid)
+        out += [metric.from_final(c) for c in logits.split(n)]
     return torch.stack(out).float().cpu()
 
 

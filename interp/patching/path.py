@@ -12,10 +12,19 @@ q (k, v) input is patched through its own projection output ``hook_q`` (``hook_k
 ``hook_v``), which is exactly that head's share of the normalised residual it reads; under
 grouped-query attention k/v receivers are KV heads, shared by their query-head group.
 
-Speed: senders are stacked along the batch axis (one forward per chunk of senders).
-For receivers = logits with MLPs frozen, step 2 is linear in the sender's change: the
-final residual is clean + (corrupt - clean) sender output, so the whole sweep reuses the
-two cached runs and needs no further forward pass (`fast=True`, exact up to float error).
+MLPs are recomputed by default (``freeze_mlps=False``), as in the reference
+implementations of Wang et al. and Merullo et al.; ``freeze_mlps=True`` freezes them at
+their clean values (recorded by the callers).
+
+Speed: senders are stacked along the batch axis (one forward per chunk of senders), and
+with ``reuse_prefix=True`` (default) each chunk holds senders of one layer and starts from
+the cached clean residual entering that layer (nothing upstream of a sender can change),
+so a sender in layer l costs the layers l..L-1 only; receivers' inputs are patched in a
+run that starts at the first receiver layer, and every run stops at the final residual
+(only the metric position is unembedded). For receivers = logits with MLPs frozen, step 2
+is linear in the sender's change: the final residual is clean + (corrupt - clean) sender
+output, so the whole sweep reuses the two cached runs and needs no further forward pass
+(`fast=True`, exact up to float error).
 """
 
 from __future__ import annotations
@@ -38,6 +47,7 @@ from interp.patching.common import (
     position_mask,
     repeat_batch,
 )
+from interp.progress import progress
 
 Node = tuple[int, int | None]  # (layer, head) or (layer, None) for the layer's MLP
 
@@ -115,10 +125,11 @@ def path_patch(
     receiver_input: str = "q",
     sender_positions: Tensor | int | None = None,
     receiver_positions: Tensor | int | None = None,
-    freeze_mlps: bool = True,
+    freeze_mlps: bool = False,
     freeze_heads: bool = True,
     chunk: int = 16,
     fast: bool = True,
+    reuse_prefix: bool = True,
 ) -> PathResult:
     """Path-patch every sender to ``receivers`` (see module docstring); batched over senders.
 
@@ -126,6 +137,7 @@ def path_patch(
     (all heads for logits). ``receivers``: "logits" or [(layer, head)] with
     ``receiver_input`` "q", "k" or "v" (k/v: KV head indices). ``freeze_heads=False`` (with
     ``freeze_mlps=False``) lets every path through, i.e. plain activation patching.
+    ``reuse_prefix=False`` runs every chunk from the tokens (the reference for benchmarks).
     """
     clean, corrupt = check_pair(model, clean, corrupt)
     n, n_pos = clean.shape
@@ -139,21 +151,101 @@ def path_patch(
     L = model.cfg.n_layers
     names = [f"blocks.{layer}.attn.hook_z" for layer in range(L)] + [f"blocks.{layer}.hook_mlp_out" for layer in range(L)]
     final = f"blocks.{L - 1}.hook_resid_post"
+    pre = [f"blocks.{layer}.hook_resid_pre" for layer in range(L)] if reuse_prefix else []
     with torch.no_grad():
-        clean_logits, cc = model.run_with_cache(clean, [*names, final])
+        clean_logits, cc = model.run_with_cache(clean, [*names, final, *pre])
         corrupt_logits, rc = model.run_with_cache(corrupt, names)
     base_clean = float(metric(clean_logits).mean())
     base_corrupt = float(metric(corrupt_logits).mean())
     if not recv and freeze_mlps and freeze_heads and fast:
         per = _fast_logits(model, cc, rc, final, senders, s_mask, metric, chunk)
     else:
-        per = torch.cat([
-            _slow_chunk(model, clean, cc, rc, senders[i : i + chunk], s_mask, recv, receiver_input, r_mask,
-                        freeze_mlps, freeze_heads, metric)
-            for i in range(0, len(senders), chunk)
-        ])
+        parts = _chunks(senders, chunk, by_layer=reuse_prefix)
+        per_sender: dict[int, Tensor] = {}
+        for idx in progress(parts, "path patching (sender chunks)"):
+            part = [senders[i] for i in idx]
+            start = part[0][0] if reuse_prefix else None
+            vals = _slow_chunk(model, clean, cc, rc, part, s_mask, recv, receiver_input, r_mask,
+                               freeze_mlps, freeze_heads, metric, start=start)
+            for i, v in zip(idx, vals, strict=True):
+                per_sender[i] = v
+        per = torch.stack([per_sender[i] for i in range(len(senders))])
     per = per.float().cpu()
     return PathResult(list(senders), per.mean(-1), per, base_clean, base_corrupt)
+
+
+def _chunks(senders: list[Node], chunk: int, by_layer: bool) -> list[list[int]]:
+    """Index chunks of at most ``chunk`` senders (one layer per chunk when ``by_layer``)."""
+    if not by_layer:
+        return [list(range(i, min(i + chunk, len(senders)))) for i in range(0, len(senders), chunk)]
+    out: list[list[int]] = []
+    for layer in sorted({s[0] for s in senders}):
+        idx = [i for i, s in enumerate(senders) if s[0] == layer]
+        out += [idx[i : i + chunk] for i in range(0, len(idx), chunk)]
+    return out
+
+
+class _Stop(Exception):
+    """Raised inside a hook to end a forward pass early (the hooks are removed by the bridge)."""
+
+
+def _run_from(model: HookedModel, clean: Tensor, cc: dict, S: int, start: int | None, hooks: list) -> None:
+    """Forward of ``S`` stacked copies of the clean prompts, from the clean residual entering
+    block ``start`` (None: from the tokens); a hook raising `_Stop` ends it early."""
+    for name, _ in hooks:
+        model.check_hook(name)
+    try:
+        if start is None or start == 0:
+            model.bridge.run_with_hooks(repeat_batch(clean, S), fwd_hooks=hooks)
+        else:
+            resid = cc[f"blocks.{start}.hook_resid_pre"].to(model.device).repeat(S, 1, 1)
+            model.bridge.run_with_hooks(resid, fwd_hooks=hooks, start_at_layer=start)
+    except _Stop:
+        pass
+
+
+def final_resid_at(
+    model: HookedModel, inputs: Tensor, pos: Tensor, hooks: Sequence = (), start: int | None = None,
+) -> Float[Tensor, "batch d_model"]:
+    """Final residual (the input of the final norm) at ``pos`` [batch], with ``hooks``.
+
+    ``inputs``: tokens, or (with ``start``) the residual entering block ``start``. The pass
+    stops at the last block, so only the metric position is ever unembedded (by the
+    caller, e.g. `resid_to_logits`), which gives exactly the full forward's logits there."""
+    L = model.cfg.n_layers
+    store: dict[str, Tensor] = {}
+    pos = pos.to(model.device).long()
+
+    def grab(act, hook):
+        store["r"] = act[torch.arange(act.shape[0], device=act.device), pos].detach()
+        raise _Stop
+
+    hooks = [*hooks, (f"blocks.{L - 1}.hook_resid_post", grab)]
+    for name, _ in hooks:
+        model.check_hook(name)
+    try:
+        if start is None:
+            model.bridge.run_with_hooks(model.check_tokens(inputs), fwd_hooks=hooks)
+        else:
+            model.bridge.run_with_hooks(inputs.to(model.device), fwd_hooks=hooks, start_at_layer=start)
+    except _Stop:
+        pass
+    return store["r"]
+
+
+def _final_metric(model: HookedModel, clean: Tensor, cc: dict, S: int, start: int | None, hooks: list, metric: Metric) -> Tensor:
+    """[S, n] metric values: run (see `_run_from`) up to the final residual, unembed only the
+    metric position (exactly what the full forward gives there)."""
+    n = clean.shape[0]
+    pos = metric.pos if isinstance(metric.pos, Tensor) else torch.full((n,), int(metric.pos) % clean.shape[1])
+    pos = pos.long().repeat(S)
+    if start is None or start == 0:
+        resid = final_resid_at(model, repeat_batch(clean, S), pos, hooks)
+    else:
+        inp = cc[f"blocks.{start}.hook_resid_pre"].repeat(S, 1, 1)
+        resid = final_resid_at(model, inp, pos, hooks, start=start)
+    logits = resid_to_logits(model, resid)
+    return torch.stack([metric.from_final(c) for c in logits.split(n)])
 
 
 def _sender_delta(model: HookedModel, cc: dict, rc: dict, node: Node, pos: Tensor) -> Float[Tensor, "batch d_model"]:
@@ -198,14 +290,15 @@ def _z_hook(cc: dict, rc: dict, key: str, hs: list, s_mask: Tensor, S: int, n: i
     return fn
 
 
-def _slow_chunk(model, clean, cc, rc, part, s_mask, recv, receiver_input, r_mask, freeze_mlps, freeze_heads, metric) -> Tensor:
-    """Steps 2 and 3 for a chunk of senders stacked along the batch axis."""
+def _slow_chunk(model, clean, cc, rc, part, s_mask, recv, receiver_input, r_mask, freeze_mlps, freeze_heads, metric,
+                start: int | None = None) -> Tensor:
+    """Steps 2 and 3 for a chunk of senders stacked along the batch axis; ``start``: the
+    layer the step-2 run starts at (all senders of the chunk are in layers >= start)."""
     n = clean.shape[0]
     S = len(part)
     L = model.cfg.n_layers
-    tokens = repeat_batch(clean, S)
     hooks = []
-    for layer in range(L):
+    for layer in range(start or 0, L):
         z_key, m_key = f"blocks.{layer}.attn.hook_z", f"blocks.{layer}.hook_mlp_out"
         head_senders = [(s, h) for s, (sl, h) in enumerate(part) if sl == layer and h is not None]
         mlp_senders = [s for s, (sl, h) in enumerate(part) if sl == layer and h is None]
@@ -222,18 +315,18 @@ def _slow_chunk(model, clean, cc, rc, part, s_mask, recv, receiver_input, r_mask
 
             hooks.append((m_key, m_hook))
     if not recv:
-        with torch.no_grad():
-            logits = model.run_with_hooks(tokens, fwd_hooks=hooks)
-        return torch.stack([metric(c) for c in logits.split(n)])
+        return _final_metric(model, clean, cc, S, start, hooks, metric)
     recv_layers = sorted({layer for layer, _ in recv})
     rec: dict[int, Tensor] = {}
     for layer in recv_layers:
         def rec_hook(act, hook, layer=layer):
             rec[layer] = act.detach().clone()
+            if layer == recv_layers[-1]:
+                raise _Stop  # nothing after the last receiver input is needed
 
         hooks.append((f"blocks.{layer}.attn.hook_{receiver_input}", rec_hook))
     with torch.no_grad():
-        model.run_with_hooks(tokens, fwd_hooks=hooks)
+        _run_from(model, clean, cc, S, start, hooks)
     mask = r_mask.repeat(S, 1)
     hooks2 = []
     for layer in recv_layers:
@@ -247,8 +340,7 @@ def _slow_chunk(model, clean, cc, rc, part, s_mask, recv, receiver_input, r_mask
 
         hooks2.append((f"blocks.{layer}.attn.hook_{receiver_input}", put))
     with torch.no_grad():
-        logits = model.run_with_hooks(tokens, fwd_hooks=hooks2)
-    return torch.stack([metric(c) for c in logits.split(n)])
+        return _final_metric(model, clean, cc, S, recv_layers[0] if start is not None else None, hooks2, metric)
 
 
 def stack_head_writes(model: HookedModel, z: Float[Tensor, "batch pos head d_head"], layer: int) -> Tensor:

@@ -37,8 +37,8 @@ def main_figure(result) -> go.Figure:
         _role_marks(fig, result, table, 1, col)
     m = result.metrics
     fig.update_layout(
-        title=f"Head importance by path patching · shared heads {m.get('overlap_shared_heads', float('nan')):.0f} "
-              f"(share of IOI circuit {m.get('overlap_share_of_ioi', float('nan')):.2f})",
+        title=f"Head importance by path patching · per-stage top-2% overlap: Jaccard {m.get('overlap_jaccard', float('nan')):.2f} "
+              f"({m.get('overlap_shared_heads', float('nan')):.0f} shared heads)",
         template="plotly_white", height=max(360, 18 * a.shape[0] + 140))
     fig.update_xaxes(title_text="head")
     fig.update_yaxes(title_text="layer")
@@ -56,22 +56,32 @@ def overlap_figure(result) -> go.Figure:
 
 
 def intervention_figure(result) -> go.Figure:
-    m = result.metrics
-    keys = [("before", "intervention_acc_before")] + [
-        (k.removeprefix("intervention_acc_after_"), k) for k in m if k.startswith("intervention_acc_after_")]
-    fig = go.Figure(go.Bar(x=[k for k, _ in keys], y=[m[v] if m[v] is not None else np.nan for _, v in keys]))
-    fig.update_layout(title="Colored Objects accuracy before / after the attention intervention",
-                      yaxis_title="accuracy", yaxis_range=[0, 1], template="plotly_white")
+    """Colored Objects accuracy per intervention condition; random same-size head sets as
+    points (their spread is the control the verdict uses)."""
+    df = result.tables.get("intervention")
+    fig = go.Figure()
+    if df is not None and not df.empty:
+        fixed = df[df["condition"] != "random set"]
+        labels = [f"{c}: {h}" if c == "one head alone" else c for c, h in zip(fixed["condition"], fixed["heads"], strict=True)]
+        fig.add_trace(go.Bar(x=labels, y=fixed["accuracy"], name="condition", hovertext=fixed["heads"]))
+        rnd = df[df["condition"] == "random set"]
+        fig.add_trace(go.Scatter(x=["random sets"] * len(rnd), y=rnd["accuracy"], mode="markers", name="random same-size sets",
+                                 hovertext=rnd["heads"]))
+    fig.update_layout(title="Colored Objects accuracy under the attention intervention", yaxis_title="accuracy",
+                      yaxis_range=[0, 1], template="plotly_white")
     return fig
 
 
-def attribution_figure(result) -> go.Figure:
-    act, att = result.arrays["attr_vs_act"]
-    rho = result.metrics.get("attr_vs_act_spearman", float("nan"))
-    fig = go.Figure(go.Scatter(x=act, y=att, mode="markers"))
-    fig.update_layout(title=f"Attribution vs activation patching per head (Spearman {rho:.2f})",
-                      xaxis_title="activation patching: change in IO-S logit diff",
-                      yaxis_title="attribution patching estimate", template="plotly_white")
+def faithfulness_figure(result) -> go.Figure:
+    """F(C)/F(M) of the circuit against random circuits of the same size."""
+    rnd = result.arrays.get("random_circuit_faithfulness")
+    fig = go.Figure()
+    if rnd is not None:
+        fig.add_trace(go.Histogram(x=rnd, name="random same-size circuits", nbinsx=20))
+    m = result.metrics
+    if "faithfulness" in m:
+        fig.add_vline(x=m["faithfulness"], line_color="black", annotation_text="circuit")
+    fig.update_layout(title="Faithfulness F(C)/F(M) vs random circuits", xaxis_title="F/F(M)", template="plotly_white")
     return fig
 
 
@@ -86,6 +96,6 @@ def figures(result) -> list[tuple[str, go.Figure]]:
                 name = stages["name"].iloc[i - 1] if stages is not None and len(stages) >= i else f"stage {i}"
                 out.append((f"{task} stage {i}: {name}", head_heatmap(result.arrays[key], f"{task} path patching: {name}",
                                                                        "normalised", diverging=True)))
-    out += [("Overlap vs threshold", overlap_figure(result)), ("Intervention", intervention_figure(result)),
-            ("Attribution vs activation patching", attribution_figure(result))]
+    out += [("Overlap vs threshold", overlap_figure(result)), ("Faithfulness vs random circuits", faithfulness_figure(result)),
+            ("Intervention", intervention_figure(result))]
     return out

@@ -175,24 +175,49 @@ def test_path_patching_to_logits_batched_equals_naive(data, freeze_mlps):
     senders = [(0, 3), (1, 2), (model.cfg.n_layers - 1, 1), (0, None)]
     got = path_patch(model, ds.tokens, ds.abc_tokens, metric, senders=senders, freeze_mlps=freeze_mlps, chunk=3)
     slow = path_patch(model, ds.tokens, ds.abc_tokens, metric, senders=senders, freeze_mlps=freeze_mlps, fast=False, chunk=4)
+    loop = path_patch(model, ds.tokens, ds.abc_tokens, metric, senders=senders, freeze_mlps=freeze_mlps, fast=False,
+                      reuse_prefix=False, chunk=1)  # one sender per forward, from the tokens
     for i, s in enumerate(senders):
         ref = _naive_path(model, ds, metric, s, freeze_mlps)
         assert abs(ref - float(got.scores[i])) < TOL, s
         assert abs(ref - float(slow.scores[i])) < TOL, s
+        assert abs(ref - float(loop.scores[i])) < TOL, s
 
 
-def test_path_patching_to_receiver_inputs_equals_naive(data):
+@pytest.mark.parametrize("freeze_mlps,reuse_prefix", [(True, True), (False, True), (False, False)])
+def test_path_patching_to_receiver_inputs_equals_naive(data, freeze_mlps, reuse_prefix):
     model, ds, metric = data
     L = model.cfg.n_layers
     s2 = ds.positions["S2"]
     for recv_input, recv in (("q", [(L - 1, 0), (L - 1, 3)]), ("k", [(L - 1, 1)]), ("v", [(L - 1, 0)])):
         r_pos = ds.end if recv_input == "q" else s2
-        senders = [(0, 1), (L - 2, 0)]
+        senders = [(0, 1), (L - 2, 0), (L - 2, 2)]
         got = path_patch(model, ds.tokens, ds.abc_tokens, metric, senders=senders, receivers=recv, receiver_input=recv_input,
-                         receiver_positions=r_pos, sender_positions=s2 if recv_input == "q" else None, chunk=2)
+                         receiver_positions=r_pos, sender_positions=s2 if recv_input == "q" else None, chunk=2,
+                         freeze_mlps=freeze_mlps, reuse_prefix=reuse_prefix)
         for i, s in enumerate(senders):
-            ref = _naive_path(model, ds, metric, s, True, recv, recv_input, s_pos=s2 if recv_input == "q" else None, r_pos=r_pos)
+            ref = _naive_path(model, ds, metric, s, freeze_mlps, recv, recv_input, s_pos=s2 if recv_input == "q" else None,
+                              r_pos=r_pos)
             assert abs(ref - float(got.scores[i])) < TOL, (recv_input, s)
+
+
+def test_end_only_senders_cannot_reach_s2_but_receiver_positions_can(data):
+    """Senders patched only at END give exactly zero at S2 receivers (causal mask); senders
+    patched at the receivers' position (S2) give the nonzero hook-loop values."""
+    model, ds, metric = data
+    L = model.cfg.n_layers
+    s2 = ds.positions["S2"]
+    recv = [(L - 1, 0)]
+    senders = [(0, h) for h in range(model.cfg.n_heads)]
+    end_only = path_patch(model, ds.tokens, ds.abc_tokens, metric, senders=senders, receivers=recv, receiver_input="v",
+                          receiver_positions=s2, sender_positions=ds.end)
+    assert torch.allclose(end_only.scores, torch.full_like(end_only.scores, end_only.clean), atol=1e-6)
+    at_s2 = path_patch(model, ds.tokens, ds.abc_tokens, metric, senders=senders, receivers=recv, receiver_input="v",
+                       receiver_positions=s2, sender_positions=s2)
+    for i, s in enumerate(senders):
+        ref = _naive_path(model, ds, metric, s, False, recv, "v", s_pos=s2, r_pos=s2)
+        assert abs(ref - float(at_s2.scores[i])) < TOL
+    assert (at_s2.scores - at_s2.clean).abs().max() > 1e-4
 
 
 def test_path_patching_unfrozen_equals_activation_patching(data):
