@@ -26,18 +26,18 @@ class Config(AnalysisConfig):
     }
     FULL = {}
 
-    n_ioi_discovery: int = option(12, "IOI prompts for path-patching discovery", ge=2)
+    n_ioi_discovery: int = option(10, "IOI prompts for path-patching discovery", ge=2)
     n_ioi_eval: int = option(200, "held-out IOI prompts for accuracy, logit difference and attention (your --prompts replace them)", ge=2)
     n_ablation_prompts: int = option(24, "evaluation prompts used by the ablation sweeps (faithfulness, completeness, minimality, backup movers)", ge=2)
     ref_per_template: int = option(32, "ABC reference prompts per template for mean/resample ablation (disjoint from discovery and evaluation)", ge=1)
     ablation: str = option("mean", "replacement of heads outside the circuit: per-template reference mean, or a resampled reference row",
                            choices=("mean", "resample"))
-    n_cobj_discovery: int = option(10, "Colored Objects prompts for path-patching discovery", ge=2)
+    n_cobj_discovery: int = option(8, "Colored Objects prompts for path-patching discovery", ge=2)
     n_cobj_eval: int = option(200, "Colored Objects prompts for accuracy", ge=2)
     n_intervention_prompts: int = option(40, "Colored Objects evaluation prompts used by the intervention sweep", ge=2)
     rel_threshold: float = option(0.3, "a head joins its class when |score| >= this x the largest score of its sign in the stage", ge=0.0, le=1.0)
     max_heads: int = option(6, "at most this many heads per class (positive / negative) per stage", ge=1)
-    max_senders: int = option(16, "senders path-patched exactly per stage (after screening)", ge=1)
+    max_senders: int = option(12, "senders path-patched exactly per stage (after screening)", ge=1)
     freeze_mlps: bool = option(False, "freeze MLPs at clean values during path patching (the papers' code recomputes them)")
     sender_positions: str = option("all", "senders patched at every position (Wang) or at each stage's receiver position",
                                    choices=("all", "receiver"))
