@@ -18,8 +18,12 @@ are dropped by `single_token_words`, so prompts built from one template line up.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from interp.data.jsonl import PromptFileError
 
 FEMALE_NAMES = (
     "Mary Anna Emma Elizabeth Sarah Jessica Jennifer Linda Susan Karen Lisa Nancy Betty Margaret "
@@ -83,9 +87,10 @@ class Task:
     positive_tokens: tuple[str, ...]
     negative_tokens: tuple[str, ...]
     prompts: tuple[str, ...]
-    labels: tuple[int, ...]
+    labels: tuple[int, ...] | None
     multi_token: str = "error"
     description: str = ""
+    source: str = "built-in"
 
 
 def single_token_words(tokenizer, words: Sequence[str], prefix: str = " ") -> list[str]:
@@ -107,8 +112,16 @@ def name_prompts(tokenizer, template: str, n: int | None = None) -> tuple[list[s
     return [template.format(name=x) for x in f], [template.format(name=x) for x in m]
 
 
-def build_tasks(tokenizer, n: int | None = None) -> dict[str, Task]:
-    """The five ObsProp tasks with at most ``n`` prompts per class."""
+PAPER_OCCUPATIONS = ((" nurse", " teacher", " secretary"), (" programmer", " doctor", " engineer"))
+
+
+def build_tasks(
+    tokenizer, n: int | None = None, occupation: tuple[Sequence[str], Sequence[str]] = PAPER_OCCUPATIONS
+) -> dict[str, Task]:
+    """The built-in ObsProp tasks with at most ``n`` prompts per class.
+
+    ``occupation_bias`` uses the paper's 3-vs-3 observable (``occupation``);
+    ``occupation_bias_extended`` this project's longer single-token lists."""
     tasks: dict[str, Task] = {}
     for key, template, pos, neg, desc in (
         ("subject_pronoun", SUBJECT_TEMPLATE, (" she",), (" he",), "subject pronoun after a gendered name"),
@@ -118,9 +131,14 @@ def build_tasks(tokenizer, n: int | None = None) -> dict[str, Task]:
         tasks[key] = Task(key, pos, neg, tuple(fp + mp), tuple([1] * len(fp) + [-1] * len(mp)), "error", desc)
     fo, mo = _paired(tokenizer, FEMALE_OCCUPATIONS, MALE_OCCUPATIONS, None)
     fp, mp = name_prompts(tokenizer, OCCUPATION_TEMPLATE, n)
+    labels = tuple([1] * len(fp) + [-1] * len(mp))
     tasks["occupation_bias"] = Task(
-        "occupation_bias", tuple(" " + w for w in fo), tuple(" " + w for w in mo), tuple(fp + mp),
-        tuple([1] * len(fp) + [-1] * len(mp)), "error", "female- minus male-stereotyped occupations after a gendered name",
+        "occupation_bias", tuple(occupation[0]), tuple(occupation[1]), tuple(fp + mp), labels, "error",
+        "the paper's 3-vs-3 occupation observable after a gendered name",
+    )
+    tasks["occupation_bias_extended"] = Task(
+        "occupation_bias_extended", tuple(" " + w for w in fo), tuple(" " + w for w in mo), tuple(fp + mp),
+        labels, "error", "female- minus male-stereotyped occupations (project's longer lists) after a gendered name",
     )
     d, r = _paired(tokenizer, DEMOCRATS, REPUBLICANS, n)
     tasks["party"] = Task(
@@ -137,3 +155,100 @@ def build_tasks(tokenizer, n: int | None = None) -> dict[str, Task]:
         "C vs Python comment marker ' //' minus ' #'",
     )
     return tasks
+
+
+# ---------------------------------------------------------------------- user observables
+OBSERVABLE_FIELDS = ("name", "positive", "negative", "prompts")
+
+
+@dataclass
+class ObservableDataset:
+    """Observables read from a user's JSONL file (one task per line)."""
+
+    tasks: dict[str, Task]
+    path: str
+    lines: dict[str, int] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+    def __repr__(self) -> str:
+        names = ", ".join(f"{k} ({len(t.prompts)} prompts)" for k, t in self.tasks.items())
+        return f"ObservableDataset({self.path}: {names})"
+
+
+def load_observables_jsonl(path: str | Path, tokenizer) -> ObservableDataset:
+    """Observables JSONL, validated line by line before any model work.
+
+    One JSON object per line::
+
+        {"name": "subject_pronoun", "positive": [" she"], "negative": [" he"],
+         "prompts": ["So, Mary really is a great friend, isn't", ...],
+         "labels": [1, ...], "multi_token": "error"}
+
+    ``name`` unique non-empty string; ``positive`` non-empty list of token strings (with their
+    leading space); ``negative`` list of token strings (may be empty); ``prompts`` non-empty
+    list of strings; optional ``labels`` (+1 / -1 per prompt, the class each prompt belongs
+    to; without them the model's own sign of the observable is used); optional
+    ``multi_token`` ("error" or "first": a word of several tokens is an error, or stands for
+    its first token). Every token must be one token in ``tokenizer`` unless ``multi_token``
+    is "first". Errors name the file and line (`PromptFileError`).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise PromptFileError(path, None, "file not found")
+    tasks: dict[str, Task] = {}
+    lines: dict[str, int] = {}
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise PromptFileError(path, lineno, f"invalid JSON ({exc.msg} at column {exc.colno})") from None
+            if not isinstance(row, dict):
+                raise PromptFileError(path, lineno, f"expected a JSON object, got {type(row).__name__}")
+            missing = [f for f in OBSERVABLE_FIELDS if f not in row]
+            if missing:
+                raise PromptFileError(path, lineno, f"missing field(s) {', '.join(missing)}")
+            unknown = sorted(set(row) - {*OBSERVABLE_FIELDS, "labels", "multi_token", "description"})
+            if unknown:
+                raise PromptFileError(path, lineno, f"unknown field(s) {', '.join(unknown)}; known: {', '.join(OBSERVABLE_FIELDS)}, labels, multi_token, description")
+            name = row["name"]
+            if not isinstance(name, str) or not name.strip():
+                raise PromptFileError(path, lineno, f"field 'name' must be a non-empty string, got {name!r}")
+            if name in tasks:
+                raise PromptFileError(path, lineno, f"observable name {name!r} already used on line {lines[name]}")
+            multi = row.get("multi_token", "error")
+            if multi not in ("error", "first"):
+                raise PromptFileError(path, lineno, f"field 'multi_token' must be 'error' or 'first', got {multi!r}")
+            sides = {}
+            for key in ("positive", "negative"):
+                v = row[key]
+                if not isinstance(v, list) or not all(isinstance(t, str) and t for t in v):
+                    raise PromptFileError(path, lineno, f"field {key!r} must be a list of non-empty token strings, got {v!r}")
+                for t in v:
+                    ids = tokenizer(t, add_special_tokens=False)["input_ids"]
+                    if len(ids) != 1 and not (multi == "first" and ids):
+                        raise PromptFileError(path, lineno, f"{key} token {t!r} is {len(ids)} tokens; use a single token "
+                                              "(with its leading space) or set \"multi_token\": \"first\"")
+                sides[key] = tuple(v)
+            if not sides["positive"]:
+                raise PromptFileError(path, lineno, "field 'positive' needs at least one token")
+            if set(sides["positive"]) & set(sides["negative"]):
+                raise PromptFileError(path, lineno, f"tokens {sorted(set(sides['positive']) & set(sides['negative']))} are on both sides")
+            prompts = row["prompts"]
+            if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) and p.strip() for p in prompts):
+                raise PromptFileError(path, lineno, "field 'prompts' must be a non-empty list of non-empty strings")
+            labels = row.get("labels")
+            if labels is not None:
+                if not isinstance(labels, list) or len(labels) != len(prompts) or any(x not in (1, -1) or isinstance(x, bool) for x in labels):
+                    raise PromptFileError(path, lineno, f"field 'labels' must be a list of {len(prompts)} values, each 1 or -1")
+                labels = tuple(int(x) for x in labels)
+            desc = row.get("description", "")
+            tasks[name] = Task(name, sides["positive"], sides["negative"], tuple(prompts), labels, multi, str(desc), str(path))
+            lines[name] = lineno
+    if not tasks:
+        raise PromptFileError(path, None, "no rows")
+    return ObservableDataset(tasks, str(path), lines)

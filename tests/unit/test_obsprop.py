@@ -1,18 +1,21 @@
-"""ObsProp: feature vectors against exact autograd, norm Jacobians, coupling, observables."""
+"""ObsProp: feature vectors against exact autograd and the authors' formula, norm Jacobians, the
+direct-path reference against hooks, coupling, observables, baselines, datasets, the quick run."""
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import pytest
 import torch
 
-from interp.analyses.obsprop_core import (
+from interp.analyses.obsprop import (
     NormSite,
     ObservableError,
     collect_norm_sites,
     coupling_coefficient,
     head_feature_vectors,
+    head_patching_map,
     make_observable,
     mlp_feature_vector,
     mlp_forward,
@@ -244,54 +247,10 @@ def test_single_head_path_is_the_direct_feature(tiny_gpt2, mode):
         assert torch.allclose(path_feature_vector(m, obs, [(layer, h)], norms, mode), feats[layer, h], atol=1e-6)
 
 
-def test_quick_experiment_on_tiny_models(tiny_model, tmp_path):
-    import numpy as np
-
-    from interp.analyses.obsprop import run_experiment
-    from interp.analyses.obsprop_validate import spearman
-    from interp.results import load_run
-    from interp.viz import figures_for
-
-    r = run_experiment(tiny_model, quick=True)
-    imp = r.arrays["importance_subject_pronoun"]
-    obs = make_observable(tiny_model, " she", " he")
-    norms = collect_norm_sites(tiny_model)
-    # importance is ||y_h||; a data-free recomputation differs only by the typical scales (per layer)
-    raw = head_feature_vectors(tiny_model, obs, norms, "ignore").norm(dim=-1).numpy()
-    assert np.allclose(r.arrays["importance_ignore_subject_pronoun"], raw, rtol=1e-5)
-    assert r.metrics["subject_pronoun_spearman_obsprop_vs_patch"] == pytest.approx(
-        spearman(imp, np.abs(r.arrays["patch_subject_pronoun"]))
-    )
-    assert r.config["quick"] is True and r.model["bos_policy"] == "none"
-    loaded = load_run(r.save(tmp_path))
-    assert loaded.metrics == pytest.approx(r.metrics)
-    assert len(figures_for(loaded)) >= 5
-
-
-def test_figures_without_patching_arrays():
-    """Figures are pure functions of a Result and cope with a run that skipped patching."""
-    import numpy as np
-    import pandas as pd
-
-    from interp.analyses.obsprop import ObsPropResult
-    from interp.viz import figures_for
-    from interp.viz.obsprop import main_figure
-
-    imp = np.arange(12, dtype=np.float32).reshape(3, 4)
-    r = ObsPropResult(experiment="obsprop", arrays={"importance_subject_pronoun": imp},
-                      tables={"coupling": pd.DataFrame({"head": ["L1H0"], "y2": ["party"], "C": [0.5], "slope": [0.4], "r2": [0.3]})})
-    fig = main_figure(r)
-    assert len(fig.data) == 1 and np.array_equal(np.asarray(fig.data[0].z), imp)
-    titles = [t for t, _ in figures_for(r)]
-    assert "Head importance: subject_pronoun" in titles
-    coupling = dict(figures_for(r))["Coupling coefficients vs corpus slope"]
-    assert list(coupling.data[0].y) == [0.5] and list(coupling.data[1].y) == [0.4]
-
-
 @pytest.mark.parametrize("mode", ["patch", "mean", "zero"])
 def test_batched_patching_matches_single_head(tiny_gpt2, mode):
     """The one-forward-per-layer map equals patching each head on its own."""
-    from interp.analyses.obsprop_validate import head_patching_map
+    from interp.analyses.obsprop import head_patching_map
 
     m = tiny_gpt2
     obs = make_observable(m, " she", " he")
@@ -316,3 +275,222 @@ def test_batched_patching_matches_single_head(tiny_gpt2, mode):
             out = m.run_with_hooks(clean, [(names[layer], hook)])
             single = float((obs.value(out[:, -1]) - clean_val).mean())
         assert float(eff[layer, h]) == pytest.approx(single, rel=1e-4, abs=1e-5)
+
+
+# ---------------------------------------------------------------------------- fidelity: the paper's quantities
+def test_input_importance_equals_authors_formula(tiny_llama):
+    """||W_val^T W_out^T (lm_head^T n)|| from the Hugging Face modules, as the authors' code computes it."""
+    from interp.analyses.obsprop import importance_map
+
+    m = tiny_llama
+    hf = m.bridge.original_model
+    c = m.cfg
+    obs = make_observable(m, [" she", " her"], [" he"])
+    n = torch.zeros(c.d_vocab)
+    for w_, s_ in ((" she", 1.0), (" her", 1.0), (" he", -1.0)):
+        n[m.tokenizer(w_, add_special_tokens=False)["input_ids"][0]] += s_
+    range_normal = hf.lm_head.weight.detach().float().T @ n  # W_U n, no final-norm gain
+    dh, group = c.d_head, c.n_heads // c.n_kv_heads
+    expected = torch.zeros(c.n_layers, c.n_heads)
+    for layer in range(c.n_layers):
+        attn = hf.model.layers[layer].self_attn
+        for h in range(c.n_heads):
+            kv = h // group
+            w_val = attn.v_proj.weight.detach().float()[kv * dh : (kv + 1) * dh]  # [d_head, d_model]
+            w_out = attn.o_proj.weight.detach().float()[:, h * dh : (h + 1) * dh]  # [d_model, d_head]
+            expected[layer, h] = (w_val.T @ w_out.T @ range_normal).norm()
+    got = importance_map(m, obs, collect_norm_sites(m), "input")
+    assert torch.allclose(got, expected, rtol=1e-4, atol=1e-6)
+    # the per-layer typical scale changes the map layer by layer; the input norm does not
+    norms = collect_norm_sites(m, m.to_tokens(["The history of the city begins in the Roman period"]))
+    assert torch.allclose(importance_map(m, obs, norms, "input"), expected, rtol=1e-4, atol=1e-6)
+    typ = importance_map(m, obs, norms, "typical")
+    assert not torch.allclose(typ / typ.max(), expected / expected.max(), atol=1e-3)
+
+
+def test_direct_path_reference_equals_explicit_hooks(tiny_model):
+    """Each head's corrupt-minus-clean output added only at the final-norm input, run through the model."""
+    from interp.analyses.obsprop import direct_path_patching_map
+
+    m = tiny_model
+    c = m.cfg
+    obs = make_observable(m, " she", " he")
+    clean = m.to_tokens(["So, Mary really is a great friend, isn't", "So, Emma really is a great friend, isn't"])
+    corrupt = m.to_tokens(["So, John really is a great friend, isn't", "So, James really is a great friend, isn't"])
+    per_prompt, base = direct_path_patching_map(m, obs, clean, corrupt)
+    zs = [f"blocks.{lyr}.attn.hook_z" for lyr in range(c.n_layers)]
+    logits, cc = m.run_with_cache(clean, zs)
+    _, kc = m.run_with_cache(corrupt, zs)
+    clean_val = obs.value(logits[:, -1].float())
+    assert base == pytest.approx(float(clean_val.mean()), rel=1e-5)
+    final = f"blocks.{c.n_layers - 1}.hook_resid_post"
+    for layer, h in [(0, 1), (c.n_layers - 1, 2), (1, 3)]:
+        head_out = kc[zs[layer]][:, -1, h] @ m.weights().W_O[layer, h] - cc[zs[layer]][:, -1, h] @ m.weights().W_O[layer, h]
+
+        def add(act, hook, d=head_out):
+            act = act.clone()
+            act[:, -1] += d.to(act.dtype)
+            return act
+
+        with torch.no_grad():
+            out = m.run_with_hooks(clean, [(final, add)])
+        expected = obs.value(out[:, -1].float()) - clean_val
+        assert torch.allclose(per_prompt[layer, h], expected, rtol=1e-4, atol=1e-5)
+    # and the direct path is not the total effect (downstream components respond to the latter)
+    total, _ = head_patching_map(m, obs, clean, corrupt)
+    assert not torch.allclose(total, per_prompt.mean(-1), atol=1e-6)
+
+
+def test_observable_of_resid_equals_logits(tiny_model):
+    from interp.analyses.obsprop import observable_of_resid
+    from interp.core.attribution import resid_to_logits
+
+    m = tiny_model
+    obs = make_observable(m, [" she", " her"], [" he", " him"])
+    resid = torch.randn(3, 2, m.cfg.d_model) * 4
+    assert torch.allclose(observable_of_resid(m, obs, resid), obs.value(resid_to_logits(m, resid)), rtol=1e-4, atol=1e-5)
+
+
+def test_batched_zero_crossing_matches_scalar_bisection(tiny_llama):
+    from interp.analyses.obsprop import batched_zero_crossing
+
+    m = tiny_llama
+    torch.manual_seed(3)
+    u = torch.randn(5, m.cfg.d_model)
+    x_pos, x_neg = torch.randn(m.cfg.d_model), torch.randn(m.cfg.d_model)
+    points, crossed = batched_zero_crossing(m, 1, u, x_pos, x_neg)
+    for i in range(5):
+        t, point, ok = mlp_zero_crossing(m, 1, u[i], x_pos, x_neg)
+        assert bool(crossed[i]) == ok
+        assert torch.allclose(points[i], point, atol=1e-5)
+
+
+def test_path_feature_is_gradient_of_path_output(tiny_llama):
+    """The MLP->head path feature at the crossing point equals the autograd gradient of
+    u . OV(ln1(x_pre + MLP(ln2(x)))) w.r.t. the MLP's residual input, with frozen norm scales."""
+    from interp.analyses.obsprop import NameCache, path_features
+    from interp.analyses.obsprop.paths import _apply_norm
+    from interp.core.model import norm_eps
+
+    m = tiny_llama
+    clean = m.to_tokens(["My friend Mary is an excellent"])
+    corrupt = m.to_tokens(["My friend John is an excellent"])
+    cache = NameCache(m, clean, corrupt)
+    obs = make_observable(m, " she", " he")
+    y, g, crossed = path_features(m, obs.vector[None], 0, 2, 1, cache, 0)
+    w = m.weights()
+    # direct head feature: ln1 Jacobian (averaged over the two name-token points) of W_V W_O (g_f * W_U n)
+    x_head = torch.stack([cache.pre["clean"][2, 0], cache.pre["corrupt"][2, 0]])
+    u = (w.W_U @ obs.vector) * w.lnf_w
+    yin = w.W_V[2, 1] @ (w.W_O[2, 1] @ u)
+    grads = []
+    for x in x_head:
+        xx = x.clone().requires_grad_(True)
+        with torch.enable_grad():
+            (gr,) = torch.autograd.grad(_apply_norm(m, xx, w.ln1_w[2], norm_eps(m.bridge.blocks[2].ln1)) @ yin, xx)
+        grads.append(gr)
+    assert torch.allclose(g[0], torch.stack(grads).mean(0), rtol=1e-4, atol=1e-6)
+    assert y.shape == (1, m.cfg.d_model) and torch.isfinite(y).all()
+
+
+# ---------------------------------------------------------------------------- baselines
+def test_auc_matrix_and_probes():
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    from interp.analyses.obsprop import auc_matrix, logistic_direction, mean_difference_direction, probe_scores
+
+    rng = np.random.default_rng(0)
+    s = rng.normal(size=(4, 30))
+    s[1, :5] = s[1, 5]  # ties
+    y = np.where(rng.random(30) > 0.5, 1, -1)
+    got = auc_matrix(s, y)
+    assert np.allclose(got, [roc_auc_score(y > 0, row) for row in s])
+    x = np.concatenate([rng.normal(1, 0.1, (10, 3)), rng.normal(-1, 0.1, (10, 3))])
+    lab = np.array([1] * 10 + [-1] * 10)
+    assert np.allclose(mean_difference_direction(x, lab), x[:10].mean(0) - x[10:].mean(0))
+    assert auc_matrix((x @ logistic_direction(x, lab))[None], lab)[0] == 1.0
+    scores = probe_scores(x, lab, x, [1, 3], draws=2)
+    assert scores["logistic"][3].shape == (2, 20)
+
+
+# ---------------------------------------------------------------------------- datasets
+def _write(path, rows):
+    import json
+
+    path.write_text("\n".join(r if isinstance(r, str) else json.dumps(r) for r in rows) + "\n")
+    return path
+
+
+def test_load_dataset_validates_with_line_numbers(tiny_llama, tmp_path):
+    from interp.analyses.obsprop import load_dataset
+    from interp.data.jsonl import PromptFileError
+
+    good = {"name": "pron", "positive": [" she"], "negative": [" he"], "prompts": ["So, Mary is", "So, John is"], "labels": [1, -1]}
+    ds = load_dataset(tiny_llama, _write(tmp_path / "ok.jsonl", [good, {**good, "name": "pron2", "labels": None} | {}]))
+    assert list(ds.tasks) == ["pron", "pron2"] and ds.tasks["pron"].labels == (1, -1)
+    cases = [
+        ([good, "{not json"], "line 2: invalid JSON"),
+        ([good, {**good, "name": "x", "positive": "she"}], "line 2: field 'positive' must be a list"),
+        ([{**good, "positive": ["){"]}], "line 1: positive token '){' is 2 tokens"),
+        ([good, good], "line 2: observable name 'pron' already used on line 1"),
+        ([{**good, "labels": [1]}], "line 1: field 'labels' must be a list of 2 values"),
+        ([{k: v for k, v in good.items() if k != "prompts"}], "line 1: missing field(s) prompts"),
+        ([{**good, "promts": []}], "line 1: unknown field(s) promts"),
+    ]
+    for i, (rows, msg) in enumerate(cases):
+        with pytest.raises(PromptFileError, match=re.escape(msg)):
+            load_dataset(tiny_llama, _write(tmp_path / f"bad{i}.jsonl", rows))
+    first = load_dataset(tiny_llama, _write(tmp_path / "first.jsonl", [{**good, "positive": ["){"], "multi_token": "first"}]))
+    assert first.tasks["pron"].multi_token == "first"
+
+
+def test_run_on_user_observables(tiny_llama, tmp_path):
+    """A user's file replaces the built-in tasks; claims needing named tasks say why they are not tested."""
+    from interp.analyses.obsprop import Config, load_dataset, run_experiment
+    from interp.data.obsprop_tasks import FEMALE_NAMES, MALE_NAMES, SUBJECT_TEMPLATE
+
+    f = [SUBJECT_TEMPLATE.format(name=n) for n in FEMALE_NAMES[:6]]
+    mm = [SUBJECT_TEMPLATE.format(name=n) for n in MALE_NAMES[:6]]
+    rows = [{"name": "gender", "positive": [" she"], "negative": [" he"], "prompts": f + mm, "labels": [1] * 6 + [-1] * 6}]
+    ds = load_dataset(tiny_llama, _write(tmp_path / "obs.jsonl", rows))
+    r = run_experiment(tiny_llama, Config.quick_preset(patch_tasks=("gender",), probe_tasks=("gender",)), ds)
+    claims = r.claims.set_index("claim_id")
+    assert "direct_path_gender" in r.arrays
+    assert claims.loc["dunefsky2023.importance_vs_patching", "verdict"] == "inconclusive"  # quick
+    assert claims.loc["dunefsky2023.pronoun_features_parallel", "verdict"] == "not tested"
+    assert "subject_pronoun and object_pronoun" in claims.loc["dunefsky2023.pronoun_features_parallel", "departures"]
+    assert r.meta["tasks_from"] == str(tmp_path / "obs.jsonl")
+
+
+# ---------------------------------------------------------------------------- the run
+def test_quick_run_claims_and_config(tiny_model, tmp_path):
+    import numpy as np
+
+    from interp.analyses.obsprop import CLAIMS, Config, importance_map, run_experiment, spearman
+    from interp.config import ConfigError
+    from interp.results import load_run
+    from interp.viz import figures_for
+
+    r = run_experiment(tiny_model, Config.quick_preset())
+    ids = {"dunefsky2023.norm_insensitive", "dunefsky2023.importance_vs_patching", "dunefsky2023.pronoun_features_parallel",
+           "dunefsky2023.occupation_uses_gender_feature", "dunefsky2023.data_efficiency"}
+    assert set(r.claims["claim_id"]) == ids == {c.id for c in CLAIMS}
+    assert set(r.claims["verdict"]) <= {"inconclusive", "not tested"}
+    # importance is the authors' input-space norm, data-free
+    obs = make_observable(tiny_model, " she", " he")
+    expected = importance_map(tiny_model, obs, collect_norm_sites(tiny_model), "input").numpy()
+    assert np.allclose(r.arrays["importance_subject_pronoun"], expected, rtol=1e-5)
+    assert r.metrics["subject_pronoun_spearman_importance_vs_direct_path"] == pytest.approx(
+        spearman(expected, np.abs(r.arrays["direct_path_subject_pronoun"])))
+    # every forward pass counted: norm statistics + patching + the rest
+    assert r.metrics["forward_passes_run_total"] == sum(r.meta["forward_passes"].values())
+    assert r.meta["forward_passes"]["norm_statistics"] == Config.quick_preset().norm_seqs
+    assert r.findings and r.meta["headline"]
+    loaded = load_run(r.save(tmp_path))
+    assert set(loaded.claims["claim_id"]) == ids
+    assert len(figures_for(loaded)) >= 4
+    with pytest.raises(ConfigError, match="'importance_nrom'"):
+        Config.quick_preset(importance_nrom="input")
+    with pytest.raises(ConfigError, match="importance_norm"):
+        Config.quick_preset(importance_norm="bogus")

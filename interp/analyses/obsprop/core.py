@@ -10,6 +10,9 @@ fixed, is the gradient of ``n . logits`` along the direct path through that head
 where ``N1^T`` pulls a gradient back through the head's input norm. Along a path of heads
 (h1 -> h2 -> ... -> logits) the OV maps multiply. Norm handling (``NormMode``):
 
+* ``"input"``   : the authors' convention: no norm at all (no gain, no scale), so a head's
+  feature is ``W_V W_O W_U n`` in the space its value projection reads (the normalised
+  input); its norm is the authors' head importance and needs no forward pass;
 * ``"ignore"``  : multiply by the gain only (norm scale treated as 1, no centring);
 * ``"typical"`` : gain, LayerNorm centring, and divide by a typical scale measured on a few
   tokens (the spec's "sqrt(d)/||x|| from a few tokens"); a scalar per norm, so for a single
@@ -41,8 +44,8 @@ from torch import Tensor
 
 from interp.core.model import HookedModel, head_name, norm_eps
 
-NormMode = Literal["ignore", "typical", "jacobian"]
-NORM_MODES: tuple[str, ...] = ("ignore", "typical", "jacobian")
+NormMode = Literal["input", "ignore", "typical", "jacobian"]
+NORM_MODES: tuple[str, ...] = ("input", "ignore", "typical", "jacobian")
 
 
 class ObservableError(ValueError):
@@ -138,6 +141,8 @@ class NormSite:
 
 def norm_backward(v: Float[Tensor, "... d"], site: NormSite, mode: str) -> Float[Tensor, "... d"]:
     """Pull a gradient ``v`` (w.r.t. the norm's output) back to the norm's input."""
+    if mode == "input":
+        return v
     w = v * site.gain.to(v)
     if mode == "ignore":
         return w
@@ -287,6 +292,41 @@ def head_importance(feats: Float[Tensor, "layer head d_model"]) -> Float[Tensor,
     return feats.norm(dim=-1)
 
 
+def importance_map(
+    model: HookedModel, obs: Observable, norms: NormContext, mode: str = "input"
+) -> Float[Tensor, "layer head"]:
+    """Head importance ``||y_h||`` of an observable under a norm treatment.
+
+    ``"input"`` (default, the authors' choice): ``||W_V^h W_O^h W_U n||`` (row convention),
+    the feature in the head's input space with no gain and no per-layer scale; needs no
+    data. ``"typical"`` divides each layer by a typical residual scale (needs the norm
+    statistics pass), ``"jacobian"`` uses the averaged norm Jacobians, ``"ignore"`` the gains.
+    """
+    if mode not in NORM_MODES:
+        raise ValueError(f"unknown norm mode {mode!r}; choose one of {NORM_MODES}")
+    space = "input" if mode == "input" else "resid"
+    return head_importance(head_feature_vectors(model, obs, norms, mode, space))
+
+
+def random_token_observables(
+    model: HookedModel, k: int, seed: int = 0, n_tokens: int = 1, low: int = 1000, high: int = 20000
+) -> list[Observable]:
+    """``k`` random observables e(a) - e(b) (``n_tokens`` per side) over token ids in [low, high)."""
+    g = torch.Generator().manual_seed(seed)
+    high = min(high, model.cfg.d_vocab)
+    low = min(low, max(0, high - 2 * n_tokens - 1))
+    out = []
+    for i in range(k):
+        ids = (torch.randperm(high - low, generator=g)[: 2 * n_tokens] + low).tolist()
+        vec = torch.zeros(model.cfg.d_vocab)
+        vec[ids[:n_tokens]] = 1.0
+        vec[ids[n_tokens:]] = -1.0
+        pos = [model.tokenizer.decode([t]) for t in ids[:n_tokens]]
+        neg = [model.tokenizer.decode([t]) for t in ids[n_tokens:]]
+        out.append(Observable(f"random_{i}", pos, neg, vec, ids[:n_tokens], ids[n_tokens:]))
+    return out
+
+
 # ---------------------------------------------------------------------------- MLPs
 def _act(name: str):
     name = name.lower()
@@ -391,3 +431,15 @@ def regression_slope(s1: Float[Tensor, " n"], s2: Float[Tensor, " n"]) -> tuple[
     slope = cov / var1
     r2 = cov**2 / (var1 * var2)
     return float(slope), float(m2 - slope * m1), float(r2)
+
+
+def observable_of_resid(model: HookedModel, obs: Observable, resid: Float[Tensor, "... d_model"]) -> Float[Tensor, "..."]:
+    """``n . logits`` read from final residual vectors (real final norm, gain and bias), without
+    forming the vocabulary-sized logits: equals ``obs.value(resid_to_logits(model, resid))``."""
+    from interp.core.attribution import apply_final_norm_frozen, final_norm_scale
+
+    w = model.weights(fold_norms=True)
+    direction = w.W_U @ obs.vector.to(w.W_U)
+    bias = w.b_U @ obs.vector.to(w.b_U)
+    normed = apply_final_norm_frozen(model, resid, final_norm_scale(model, resid))
+    return normed @ direction.to(normed) + bias.to(normed)

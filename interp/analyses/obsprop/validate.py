@@ -1,7 +1,17 @@
 """Checks of ObsProp against data: per-head patching, corpus coupling regressions, task scores.
 
-The per-head activation patching here is deliberately local (plain hooks on
-``blocks.{l}.attn.hook_z``) so this analysis does not depend on the patching engine.
+Two per-head reference maps of the same observable, kept apart because they measure
+different things:
+
+* `direct_path_patching_map` (the paper's reference: path patching to the logits): each
+  head's change (its output on the corrupt prompt minus its output on the clean prompt)
+  is added only to the final-norm input of the clean run; every other component keeps its
+  clean value. It needs the two cached runs and no further forward pass.
+* `head_patching_map` (total-effect activation patching of ``hook_z``): the head's z is
+  replaced and the rest of the network runs on, so later heads and MLPs respond too.
+
+Both are local (plain hooks and caches) so this analysis does not depend on the defaults
+of the patching engine.
 """
 
 from __future__ import annotations
@@ -17,13 +27,13 @@ from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 from torch import Tensor
 
-from interp.analyses.obsprop_core import Observable, coupling_coefficient, regression_slope
+from interp.analyses.obsprop.core import Observable, coupling_coefficient, observable_of_resid, regression_slope
 from interp.core.model import HookedModel
 
 
 def last_positions(model: HookedModel, prompts: Sequence[str]) -> tuple[Int[Tensor, "batch pos"], Int[Tensor, " batch"]]:
     """Right-padded tokens and each prompt's last real position."""
-    lengths = [len(model.tokenizer(p, add_special_tokens=False)["input_ids"]) + int(model.prepend_bos) for p in prompts]
+    lengths = [len(model.tokenizer(p, add_special_tokens=False)["input_ids"]) + int(bool(model.prepend_bos)) for p in prompts]
     tokens = model.to_tokens(list(prompts), pad=True)
     return tokens, torch.tensor(lengths) - 1
 
@@ -79,6 +89,56 @@ def head_patching_map(
         vals = obs.value(patched[:, pos].float()).reshape(c.n_heads, b)
         out[layer] = (vals - base[None]).mean(1).cpu()
     return out, float(base.mean())
+
+
+def direct_path_patching_map(
+    model: HookedModel,
+    obs: Observable,
+    clean: Int[Tensor, "batch pos"],
+    corrupt: Int[Tensor, "batch pos"],
+    pos: int = -1,
+) -> tuple[Float[Tensor, "layer head batch"], float]:
+    """Path patching to the logits: per head and prompt, the change of ``n . logits`` at ``pos``
+    when only the head's output change (corrupt minus clean, at ``pos``) is added to the
+    final-norm input of the clean run (the final norm recomputes its scale).
+
+    Returns (per-prompt effects [layer, head, batch], mean clean observable). Two forward
+    passes (clean, corrupt) in all."""
+    c = model.cfg
+    if corrupt.shape != clean.shape:
+        raise ValueError("direct-path patching needs clean and corrupt tokens of the same shape")
+    zs = [f"blocks.{layer}.attn.hook_z" for layer in range(c.n_layers)]
+    final = f"blocks.{c.n_layers - 1}.hook_resid_post"
+    _, cc = model.run_with_cache(clean, [*zs, final], pos=pos, return_logits=False)
+    _, kc = model.run_with_cache(corrupt, zs, pos=pos, return_logits=False)
+    w = model.weights()
+    resid = cc[final][:, 0].float()  # [batch, d] (position kept as a length-1 axis)
+    base = observable_of_resid(model, obs, resid)
+    out = torch.zeros(c.n_layers, c.n_heads, clean.shape[0])
+    for layer in range(c.n_layers):
+        dz = (kc[zs[layer]] - cc[zs[layer]])[:, 0].float()  # [batch, head, d_head]
+        delta = einsum(dz, w.W_O[layer].to(dz), "b h e, h e d -> h b d")
+        val = observable_of_resid(model, obs, resid[None] + delta)  # [head, batch]
+        out[layer] = (val - base[None]).cpu()
+    return out, float(base.mean())
+
+
+def spearman_bootstrap(
+    importance: Tensor | np.ndarray, per_prompt: Tensor | np.ndarray, n_boot: int = 500, seed: int = 0,
+) -> tuple[float, float, float]:
+    """Spearman(importance, |mean effect|) and its 95% bootstrap CI over prompts.
+
+    ``per_prompt``: [layer, head, batch] effects; each resample redraws the prompts and
+    recomputes the mean map."""
+    imp = np.asarray(importance, dtype=float).ravel()
+    eff = np.asarray(per_prompt, dtype=float).reshape(imp.size, -1)
+    point = spearman(imp, np.abs(eff.mean(1)))
+    rng = np.random.default_rng(seed)
+    n = eff.shape[1]
+    boots = [spearman(imp, np.abs(eff[:, rng.integers(0, n, n)].mean(1))) for _ in range(n_boot if n > 1 else 0)]
+    if not boots:
+        return point, float("nan"), float("nan")
+    return point, float(np.quantile(boots, 0.025)), float(np.quantile(boots, 0.975))
 
 
 def spearman(a: Tensor | np.ndarray, b: Tensor | np.ndarray) -> float:
