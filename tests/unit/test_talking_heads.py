@@ -446,7 +446,7 @@ def test_statistics_helpers():
 
 
 # ----------------------------------------------------------------- contract
-def test_quick_run_has_every_claim_and_config_errors(tiny_llama):
+def test_quick_run_has_every_claim_and_config_errors(tiny_llama, tmp_path):
     from interp.analyses.talking_heads import CLAIMS, Config, run_experiment
     from interp.config import ConfigError
 
@@ -454,7 +454,20 @@ def test_quick_run_has_every_claim_and_config_errors(tiny_llama):
         Config.quick_preset(n_sendres=2)
     with pytest.raises(ConfigError, match="receivers_from"):
         Config.quick_preset(receivers_from="dl")
-    res = run_experiment(tiny_llama, Config.quick_preset(laundry_ns=(2, 3), alphas=(0.0,)))
+    # the user's IOI JSONL is the prompt set of the channel search
+    import json
+
+    from interp.analyses.talking_heads import load_dataset
+    from interp.data.ioi import make_ioi_dataset
+
+    ds = make_ioi_dataset(tiny_llama, 6, seed=4)
+    path = tmp_path / "ioi.jsonl"
+    path.write_text("".join(json.dumps({"prompt": p, "corrupt_prompt": c, "answer": " " + io, "distractor": " " + s_}) + "\n"
+                            for p, c, io, s_ in zip(ds.prompts, ds.abc_prompts, ds.io_names, ds.s_names, strict=True)))
+    user = load_dataset(tiny_llama, path)
+    assert torch.equal(user.positions["S2"], ds.positions["S2"])
+    res = run_experiment(tiny_llama, Config.quick_preset(laundry_ns=(2, 3), alphas=(0.0,)), dataset=user)
+    assert "the user's file (6 prompts)" in " ".join(res.notes)
     ids = set(res.tables["claims"]["claim_id"])
     assert {"merullo2024.weights_predict_channels", "merullo2024.low_rank_inhibition",
             "merullo2024.laundry_accuracy_falls", "merullo2024.laundry_list_edit"} <= ids

@@ -140,10 +140,12 @@ CLAIMS = [
         statistic="per prompt, change of the receivers' END attention (repeated name minus answer) when each sender's "
                   "top-direction coordinates at END are set to the mean of the prompts with the opposite name order "
                   "(ABBA <-> BABA); bootstrap over prompts",
-        control="the same swap in random subspaces of equal size inside each sender's own output space (mean of draws)",
+        control="the larger of two controls: the same swap in random subspaces of equal size inside each sender's own "
+                "output space (mean of draws), and setting the top-direction coordinates to the mean of the prompt's own "
+                "name order (same-size intervention that keeps the order)",
         rule=beats_control(margin=0.0),
-        rule_text="reproduces if the CI's lower end is above the random-subspace swap; does not reproduce if its upper "
-                  "end is at or below it",
+        rule_text="reproduces if the CI's lower end is above the control; does not reproduce if its upper end is at or "
+                  "below it",
         min_n=8,
         departures=COMMON + (NULL,
                              "one traversal point (the opposite order's mean) per prompt instead of the paper's sweep "

@@ -333,7 +333,8 @@ def run_experiment(model: HookedModel, config: Config | None = None, dataset: An
             findings.append(f"positional signal: name order decoded from the inhibition coordinates with accuracy "
                             f"{pos_m.get('positional_decode_accuracy', float('nan')):.2f} (random in-head "
                             f"{pos_m.get('positional_decode_accuracy_random', float('nan')):.2f}); swapping them moves "
-                            f"(attention to S - to IO) by {ev.value:+.3f} (random {ev.control_value:+.3f})")
+                            f"(attention to S - to IO) by {ev.value:+.3f} (random in-head swap "
+                            f"{pos_m['positional_swap_effect_random']:+.3f}, same-order mean {pos_m['positional_same_order_effect']:+.3f})")
     else:
         evidence["merullo2024.inhibition_positional_signal"] = Evidence(not_tested="positional = false in the config")
 
@@ -498,14 +499,17 @@ def _positional(model, ioi, svds, senders, receivers, channel, cfg, gen):
         return Evidence(not_tested="the IOI prompts do not have both name orders (ABBA and BABA)"), None, {}
     bases = [head_output_basis(svds, s)[:, [i for g in channel[s] for i in g]] for s in senders]
 
-    def decode_and_swap(bs: list[torch.Tensor]) -> tuple[float, np.ndarray]:
+    def decode_and_swap(bs: list[torch.Tensor], same_order: bool = False) -> tuple[float, np.ndarray]:
         coords = head_coordinates(model, ioi.tokens, senders, bs, ioi.end_pos)
         X = torch.cat(coords, 1)
         acc = _loo_centroid_accuracy(X, order)
         hooks = []
         for s, B, co in zip(senders, bs, coords, strict=True):
             mean_t, mean_f = co[order].mean(0), co[~order].mean(0)
-            tgt = torch.where(order[:, None], mean_f[None], mean_t[None])
+            if same_order:  # control: the prompt's own order's mean (removes per-prompt detail, keeps the order)
+                tgt = torch.where(order[:, None], mean_t[None], mean_f[None])
+            else:
+                tgt = torch.where(order[:, None], mean_f[None], mean_t[None])
             hooks += coordinate_hooks(model, s[0], s[1], B, tgt, ioi.end_pos)
         att_s, att_a = _att(model, ioi, receivers, hooks)
         return acc, (att_s - att_a).numpy()
@@ -513,6 +517,8 @@ def _positional(model, ioi, svds, senders, receivers, channel, cfg, gen):
     clean_s, clean_a = _att(model, ioi, receivers)
     base = (clean_s - clean_a).numpy()
     acc, swapped = decode_and_swap(bases)
+    _, same = decode_and_swap(bases, same_order=True)
+    same_eff = float((same - base).mean())
     r_acc, r_eff = [], []
     for _ in progress(range(cfg.n_random_controls), "random in-head swaps"):
         rb = [random_in_head_bases(head_output_basis(svds, s), B.shape[1], 1, gen)[0] for s, B in zip(senders, bases, strict=True)]
@@ -520,12 +526,14 @@ def _positional(model, ioi, svds, senders, receivers, channel, cfg, gen):
         r_acc.append(a)
         r_eff.append(sw - base)
     eff = swapped - base
-    ctrl = float(np.mean([e.mean() for e in r_eff]))
+    rand_eff = float(np.mean([e.mean() for e in r_eff]))
+    ctrl = max(rand_eff, same_eff)
     v, lo, hi, n = bootstrap_ci(eff, seed=cfg.seed)
     tab = pd.DataFrame({"prompt": np.arange(len(eff)), "answer_first": order.numpy(), "clean_s_minus_io": base,
                         "swapped_s_minus_io": swapped, "random_swap_effect": np.mean(r_eff, 0)})
     m = {"positional_decode_accuracy": acc, "positional_decode_accuracy_random": float(np.mean(r_acc)),
-         "positional_swap_effect": v, "positional_swap_effect_random": ctrl}
+         "positional_swap_effect": v, "positional_swap_effect_random": rand_eff,
+         "positional_same_order_effect": same_eff}
     return Evidence(v, lo, hi, ctrl, n=n), tab, m
 
 
