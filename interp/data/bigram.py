@@ -158,7 +158,8 @@ class BigramTable:
         else:
             ctx, nxt = arr[..., :-1], arr[..., 1:]
         p = self.prob_of(ctx.ravel(), nxt.ravel())
-        return (-np.log2(p)).reshape(nxt.shape)
+        with np.errstate(divide="ignore"):  # alpha = 0: an unseen bigram in a seen context is infinitely surprising
+            return (-np.log2(p)).reshape(nxt.shape)
 
     # ------------------------------------------------------------ memory
     def nbytes(self) -> int:

@@ -29,7 +29,8 @@ def kept_heatmap(result: Any, which: str = "bigram") -> go.Figure:
     ))
     share = result.metrics.get(f"{which}_kept_share", float("nan"))
     fig.update_layout(
-        title=f"{'Bigram' if which == 'bigram' else 'Optimal-pruning'} subnetwork: weights kept ({share * 100:.3f}% of masked)",
+        title=f"{'Bigram' if which == 'bigram' else 'Optimal-pruning'} subnetwork: weights kept per masked matrix "
+              f"({share * 100:.3f}% of all block weights)",
         xaxis_title="matrix", yaxis_title="", yaxis_autorange="reversed", height=max(300, 40 * len(rows) + 150),
     )
     return fig
@@ -41,9 +42,9 @@ def perplexity_bars(result: Any) -> go.Figure:
     fig = go.Figure()
     if df is not None and len(df):
         fig.add_bar(x=list(df["model"]), y=list(df["perplexity"]), text=[f"{v:.3g}" for v in df["perplexity"]])
-    bigram = result.metrics.get("bigram_heldout_perplexity")
+    bigram = result.metrics.get("bigram_heldout_perplexity_seen")
     if bigram is not None:
-        fig.add_hline(y=bigram, line_dash="dash", annotation_text="bigram model")
+        fig.add_hline(y=bigram, line_dash="dash", annotation_text="bigram model (seen bigrams)")
     fig.update_layout(title="Necessity and sufficiency: held-out perplexity", yaxis_type="log", yaxis_title="perplexity")
     return fig
 
@@ -63,32 +64,69 @@ def surprisal_scatter(result: Any) -> go.Figure:
 
 
 def ridge_lines(result: Any) -> go.Figure:
-    """Held-out R^2 of ridge regressions from each layer's residual stream."""
+    """Held-out R^2 of ridge maps from each residual-stream position, for the full model, the
+    bigram subnetwork alone and its complement."""
     fig = go.Figure()
-    for key, label in (("ridge_r2_embedding", "current-token embedding"), ("ridge_r2_final", "final residual (next-token prediction)")):
-        y = result.arrays.get(key)
-        if y is not None:
+    dash = {"full": "solid", "subnetwork": "dot", "complement": "dash"}
+    for model in ("full", "subnetwork", "complement"):
+        for key, label in (("ridge_r2_embedding", "current-token embedding"), ("ridge_r2_final", "final residual (next-token prediction)")):
+            y = result.arrays.get(f"{key}_{model}")
+            if y is None:
+                continue
             y = np.asarray(y, float)
-            fig.add_scatter(x=["embed"] + [f"after L{i}" for i in range(len(y) - 1)], y=y, mode="lines+markers", name=label)
-    fig.update_layout(title="What the residual stream encodes, layer by layer (ridge R²)", yaxis_title="held-out R²", xaxis_title="residual stream")
+            fig.add_scatter(x=["embed"] + [f"after L{i}" for i in range(len(y) - 1)], y=y, mode="lines+markers",
+                            name=f"{model}: {label}", line={"dash": dash[model]})
+    fig.update_layout(title="What the residual stream encodes, layer by layer (ridge R², held-out windows)",
+                      yaxis_title="held-out R²", xaxis_title="residual stream")
     return fig
 
 
 def training_curves(result: Any) -> go.Figure:
-    """Cross-entropy and mean soft-mask density over training steps."""
-    fig = go.Figure()
-    for which in ("bigram", "pruning"):
-        tr = result.arrays.get(f"trace_{which}")
-        if tr is None or len(tr) == 0:
+    """Cross-entropy, hard kept share and undecided entries over training steps, per mask."""
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=3, subplot_titles=("cross-entropy to target (nats)", "hard kept share (of masked)",
+                                                        "undecided / kept (stop < 1%)"))
+    for key in sorted(k for k in result.arrays if k.startswith("trace_")):
+        tr = np.asarray(result.arrays[key], float)
+        if tr.ndim != 2 or len(tr) == 0:
             continue
-        tr = np.asarray(tr, float)
-        steps = np.arange(len(tr))
-        fig.add_scatter(x=steps, y=tr[:, 1], name=f"{which}: cross-entropy", mode="lines")
-        fig.add_scatter(x=steps, y=tr[:, 2], name=f"{which}: mean soft mask", mode="lines", yaxis="y2")
-    fig.update_layout(
-        title="Mask training", xaxis_title="step", yaxis_title="cross-entropy (nats)",
-        yaxis2={"title": "mean sigmoid(T s)", "overlaying": "y", "side": "right", "range": [0, 1]},
-    )
+        name = key.removeprefix("trace_")
+        steps = np.arange(1, len(tr) + 1)
+        fig.add_scatter(x=steps, y=tr[:, 1], name=name, mode="lines", legendgroup=name, row=1, col=1)
+        if tr.shape[1] >= 5:
+            fig.add_scatter(x=steps, y=tr[:, 4], name=name, mode="lines", legendgroup=name, showlegend=False, row=1, col=2)
+            fig.add_scatter(x=steps, y=np.clip(tr[:, 3], 1e-6, 1e6), name=name, mode="lines", legendgroup=name,
+                            showlegend=False, row=1, col=3)
+    fig.add_hline(y=0.01, line_dash="dot", row=1, col=3)
+    fig.update_yaxes(type="log", row=1, col=3)
+    fig.update_xaxes(title_text="step")
+    fig.update_layout(title="Mask training and convergence")
+    return fig
+
+
+def overlap_bars(result: Any) -> go.Figure:
+    """Jaccard index of mask pairs with the shuffle-null 95% quantile."""
+    df = result.tables.get("overlaps")
+    fig = go.Figure()
+    if df is not None and len(df):
+        fig.add_bar(x=list(df["pair"]), y=list(df["jaccard"]), name="Jaccard")
+        fig.add_scatter(x=list(df["pair"]), y=list(df["null_jaccard_q95"]), mode="markers", name="shuffle null 95%",
+                        marker={"symbol": "line-ew-open", "size": 24})
+    fig.update_layout(title="Mask overlaps: bigram vs optimal pruning, against the unigram and second-seed controls",
+                      yaxis_title="Jaccard index")
+    return fig
+
+
+def lambda_sweep(result: Any) -> go.Figure:
+    """Kept share (paper denominator) vs function (r with bigram surprisal) over lambda."""
+    df = result.tables.get("lambda_sweep")
+    fig = go.Figure()
+    if df is not None and len(df):
+        fig.add_scatter(x=list(df["kept_share"] * 100), y=list(df["r_vs_bigram"]), mode="markers+text+lines",
+                        text=[f"λ={v:g}" for v in df["lambda"]], textposition="top center")
+    fig.update_layout(title="Lambda sweep: size vs function", xaxis_title="% of block weights kept", xaxis_type="log",
+                      yaxis_title="r with bigram surprisal")
     return fig
 
 
@@ -103,7 +141,10 @@ def figures(result: Any) -> list[tuple[str, go.Figure]]:
         ("Surprisal vs bigram surprisal", surprisal_scatter(result)),
         ("Residual-stream ridge regressions", ridge_lines(result)),
         ("Training curves", training_curves(result)),
+        ("Mask overlaps", overlap_bars(result)),
     ]
+    if "lambda_sweep" in result.tables and len(result.tables["lambda_sweep"]) > 1:
+        out.append(("Lambda sweep", lambda_sweep(result)))
     if "kept_grid_pruning" in result.arrays:
         out.insert(1, ("Where the optimal-pruning subnetwork lives", kept_heatmap(result, "pruning")))
     return out

@@ -6,7 +6,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from interp.analyses.bigram_masks import find_mask_targets, masked_forward, model_logits, ones_like_targets
+from interp.analyses.bigram_subnetworks import (
+    Config,
+    find_mask_targets,
+    masked_forward,
+    model_logits,
+    n_block_weights,
+    ones_like_targets,
+    run_experiment,
+    subnetwork_logits,
+)
 from interp.data.bigram import BigramTable
 from interp.data.corpus import load_corpus
 
@@ -58,13 +67,27 @@ def test_full_vocab_bigram_table_is_sparse(smol):
     assert table.counts[of].toarray().argmax() == p.argmax()
 
 
-def test_minimal_run_on_truncated_smol(smol):
-    from interp.analyses.bigram_subnetworks import BigramSubnetworkSettings, run_bigram_subnetworks
-    from interp.analyses.bigram_training import MaskTrainConfig
+def test_dropping_later_blocks_is_exact_truncation(smol):
+    """SmolLM2's blocks have no biases, so a subnetwork confined to layers 0-1 (every other
+    block matrix zeroed) equals the model truncated after block 1."""
+    tokens = smol.to_tokens("The quick brown fox jumps over the lazy dog")
+    targets = find_mask_targets(smol, layers=[0, 1])
+    masks = ones_like_targets(targets)
+    with torch.no_grad():
+        dropped = subnetwork_logits(smol, targets, masks, tokens, "drop")
+        trunc = model_logits(smol, tokens, n_layers_run=2)
+    assert torch.equal(dropped, trunc)
+    assert n_block_weights(smol) == 30 * (2 * 576 * 576 + 2 * 576 * 192 + 3 * 576 * 1536)
 
-    s = BigramSubnetworkSettings(n_layers_run=1, seq_len=16, n_train_windows=8, n_eval_windows=2, max_docs=3, n_perm=100, ridge_windows=0)
-    res = run_bigram_subnetworks(smol, s, MaskTrainConfig(steps=2, batch=2, lr=0.1), seed=0)
+
+def test_minimal_run_on_smol_first_layers(smol):
+    cfg = Config.quick_preset(masked_layers=(0,), corpus_max_docs=3, seq_len=16, max_steps=2, n_eval_windows=2,
+                              ridge_windows=0, n_perm=100, n_random_draws=1, second_seed=False, pruning=False)
+    res = run_experiment(smol, cfg)
     assert res.config["mask_layers"] == [0] * 7
-    assert res.tables["kept_bigram"]["numel"].sum() == sum(t.numel for t in find_mask_targets(smol, layers=[0]))
+    n0 = sum(t.numel for t in find_mask_targets(smol, layers=[0]))
+    assert res.tables["kept_bigram"]["numel"].sum() == n0
     assert res.metrics["bigram_first_mlp_param_share"] == pytest.approx(3 * 576 * 1536 / (3 * 576 * 1536 + 2 * 576 * 576 + 2 * 576 * 192))
+    assert res.metrics["bigram_kept_share"] == pytest.approx(res.metrics["bigram_kept_count"] / n_block_weights(smol))
     assert res.metrics["ppl_full"] > 1
+    assert "chang2025.size" in set(res.claims["claim_id"])

@@ -12,7 +12,11 @@ paths, and functional_call then fails to restore the original weights (checked w
 TransformerLens 4.3); the explicit swap here is restored exactly.
 
 ``n_layers_run`` truncates the model: the residual after that many blocks goes straight
-to the final norm and unembedding (the "truncated model" used on SmolLM2 by default).
+to the final norm and unembedding. `subnetwork_logits` runs a subnetwork that lives in the
+masked matrices only ("drop" the other block matrices: zeroed, biases kept, as the paper's
+masks do) or on top of the full other blocks ("keep"); for blocks without biases whose
+matrices are all zero (a pre-norm block then adds exactly nothing), dropping the blocks
+after the last masked one is the same as truncating the model there, which it then does.
 """
 
 from __future__ import annotations
@@ -231,3 +235,89 @@ def write_masked_weights(targets: Sequence[MaskTarget], masks: Mapping[int, Tens
     with torch.no_grad():
         for i, m in items:
             targets[i].module._parameters["weight"].mul_(m.to(targets[i].module._parameters["weight"].dtype))
+
+
+# ------------------------------------------------------------------ subnetworks
+def n_block_weights(model: Any) -> int:
+    """All maskable block weights of the whole model (the paper's kept-share denominator)."""
+    return sum(t.numel for t in find_mask_targets(model, None))
+
+
+def blocks_have_biases(model: Any) -> bool:
+    """True if any transformer-block parameter outside norms is a bias (then a zeroed block
+    is not the identity)."""
+    hf = hf_model(model)
+    for name, p in hf.named_parameters():
+        clean = name.replace("._original_component", "")
+        if _LAYER_RE.search(clean) and p.ndim == 1 and "norm" not in clean and ".ln" not in clean and "bias" in clean:
+            return True
+    return False
+
+
+def _rest_plan(model: Any, targets: Sequence[MaskTarget]) -> tuple[int | None, list[MaskTarget]]:
+    """How to drop the unmasked block matrices: (n_layers_run, extra zero targets)."""
+    masked = {(t.layer, t.kind) for t in targets}
+    last = max(t.layer for t in targets)
+    every = find_mask_targets(model, None)
+    others = [t for t in every if (t.layer, t.kind) not in masked]
+    if blocks_have_biases(model):
+        return None, others
+    # zeroed bias-free blocks after the last masked layer are the identity: truncate there
+    inner = [t for t in others if t.layer <= last]
+    n_run = last + 1 if last + 1 < model.cfg.n_layers else None
+    return n_run, inner
+
+
+def subnetwork_logits(
+    model: Any,
+    targets: Sequence[MaskTarget],
+    masks: Sequence[Tensor] | None,
+    tokens: Int[Tensor, "batch pos"],
+    rest: str = "drop",
+) -> Float[Tensor, "batch pos vocab"]:
+    """Logits of the model whose ``targets`` are multiplied by ``masks`` (None: unmasked),
+    with every other block matrix zeroed (``rest="drop"``) or kept (``rest="keep"``)."""
+    if rest == "keep":
+        if masks is None:
+            return model_logits(model, tokens)
+        return masked_forward(model, targets, masks, tokens)
+    if rest != "drop":
+        raise MaskError(f"rest must be 'drop' or 'keep', got {rest!r}")
+    n_run, zeros = _rest_plan(model, targets)
+    ms = list(masks) if masks is not None else [torch.ones(t.shape) for t in targets]
+    ms += [torch.zeros(t.shape) for t in zeros]
+    return masked_forward(model, list(targets) + zeros, ms, tokens, n_run)
+
+
+def capture_residuals(
+    model: Any,
+    targets: Sequence[MaskTarget],
+    masks: Sequence[Tensor] | None,
+    tokens: Int[Tensor, "batch pos"],
+    rest: str = "keep",
+) -> list[Tensor]:
+    """Residual stream of the (masked) model: [block-0 input, output of block 0, ..., of the
+    last block that runs], each [batch, pos, d_model], from forward hooks on the blocks."""
+    blocks = _blocks(model)
+    store: dict[int, Tensor] = {}
+    handles = []
+
+    def pre(_mod, args, kwargs):
+        h = args[0] if args else kwargs.get("hidden_states")
+        store[-1] = h.detach()
+
+    def post_for(i):
+        def post(_mod, _inp, out):
+            store[i] = (out[0] if isinstance(out, tuple) else out).detach()
+        return post
+
+    handles.append(blocks[0].register_forward_pre_hook(pre, with_kwargs=True))
+    for i, b in enumerate(blocks):
+        handles.append(b.register_forward_hook(post_for(i)))
+    try:
+        with torch.no_grad():
+            subnetwork_logits(model, targets, masks, tokens, rest)
+    finally:
+        for h in handles:
+            h.remove()
+    return [store[-1]] + [store[i] for i in sorted(k for k in store if k >= 0)]
