@@ -11,7 +11,14 @@ Building blocks: `masks` (masked forward without copies, subnetworks), `training
 
 from interp.analyses.bigram_subnetworks.claims import CLAIMS
 from interp.analyses.bigram_subnetworks.config import Config
-from interp.analyses.bigram_subnetworks.data import CorpusFileError, load_dataset, tokenize_docs, windows_from_docs
+from interp.analyses.bigram_subnetworks.data import (
+    CorpusFileError,
+    load_dataset,
+    model_token_ids,
+    tokenize_docs,
+    vocab_remap,
+    windows_from_docs,
+)
 from interp.analyses.bigram_subnetworks.evaluation import (
     evaluate_masks,
     first_layer_jump,
@@ -79,9 +86,9 @@ __all__ = [
     "MaskTrainResult", "MaskTrainingError", "bigram_cross_entropy", "blocks_have_biases", "capture_residuals",
     "check_loss_stability", "complement", "evaluate_masks", "find_mask_targets", "first_layer_jump", "frozen",
     "hard_masks", "hf_model", "kept_grid", "kept_table", "load_dataset", "masked_forward", "masked_layer_list",
-    "model_cross_entropy", "model_logits", "n_block_weights", "ones_like_targets", "original_weights",
+    "model_cross_entropy", "model_logits", "model_token_ids", "n_block_weights", "ones_like_targets", "original_weights",
     "overlap_test", "pack_masks", "pearson", "random_same_size", "residual_profile", "ridge_r2", "run_experiment",
     "size_metrics", "soft_masks", "subnetwork_logits", "surprisal_correlation", "swapped_weights", "tokenize_docs",
-    "train_config", "train_masks", "training_trace", "undecided_ratio", "unigram_cross_entropy", "unpack_mask",
+    "train_config", "train_masks", "training_trace", "undecided_ratio", "unigram_cross_entropy", "unpack_mask", "vocab_remap",
     "windows_from_docs", "write_masked_weights",
 ]

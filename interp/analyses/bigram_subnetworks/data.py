@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from jaxtyping import Int
 
@@ -64,3 +66,32 @@ def windows_from_docs(
     w = torch.tensor(stream[: n_avail * seq_len], dtype=torch.long).view(n_avail, seq_len)
     perm = torch.randperm(n_avail, generator=torch.Generator().manual_seed(seed))
     return w[perm[:n]] if n is not None else w[perm]
+
+
+KEPT_TOKENS_FILE = "kept_tokens.json"
+
+
+def vocab_remap(model: Any) -> np.ndarray | None:
+    """Tokenizer id -> model id for a model trained on a reduced vocabulary (a small LM whose
+    folder holds ``kept_tokens.json``: model id i is tokenizer id kept[i], every other token
+    is the UNK id len(kept)); None when the model's vocabulary is the tokenizer's."""
+    n_tok = len(model.tokenizer)
+    if model.cfg.d_vocab >= n_tok:
+        return None
+    f = Path(str(model.name)).expanduser() / KEPT_TOKENS_FILE
+    if not f.is_file():
+        raise MaskError(f"{model.name}: {model.cfg.d_vocab} model tokens but {n_tok} tokenizer tokens and no {KEPT_TOKENS_FILE}")
+    kept = np.asarray(json.loads(f.read_text()), dtype=np.int64)
+    if len(kept) >= model.cfg.d_vocab + 1 or kept.min() < 0 or kept.max() >= n_tok:
+        raise MaskError(f"{f}: {len(kept)} kept ids do not fit a {model.cfg.d_vocab}-token model")
+    table = np.full(n_tok, len(kept), dtype=np.int64)
+    table[kept] = np.arange(len(kept))
+    return table
+
+
+def model_token_ids(model: Any, docs: list[list[int]], sep: int | None) -> tuple[list[list[int]], int | None]:
+    """Documents and separator in the model's token ids (`vocab_remap`; unchanged if none)."""
+    table = vocab_remap(model)
+    if table is None:
+        return docs, sep
+    return [table[np.asarray(d, dtype=np.int64)].tolist() for d in docs], (int(table[sep]) if sep is not None else None)

@@ -26,7 +26,7 @@ import torch
 
 from interp.analyses.bigram_subnetworks.claims import CLAIMS, NOT_CONVERGED
 from interp.analyses.bigram_subnetworks.config import Config
-from interp.analyses.bigram_subnetworks.data import tokenize_docs, windows_from_docs
+from interp.analyses.bigram_subnetworks.data import model_token_ids, tokenize_docs, vocab_remap, windows_from_docs
 from interp.analyses.bigram_subnetworks.evaluation import (
     evaluate_masks,
     first_layer_jump,
@@ -127,8 +127,9 @@ def run_experiment(model, config: Config | None = None, dataset: Corpus | None =
 
     with stage("tokenize_and_count", timings, EXPERIMENT):
         corpus = dataset if dataset is not None else load_corpus(cfg.corpus)
-        train_ids = tokenize_docs(corpus, tok, "train", cfg.corpus_max_docs or None)
-        held_ids = tokenize_docs(corpus, tok, "heldout", cfg.corpus_max_docs or None)
+        train_ids, sep_m = model_token_ids(model, tokenize_docs(corpus, tok, "train", cfg.corpus_max_docs or None), sep)
+        held_ids, _ = model_token_ids(model, tokenize_docs(corpus, tok, "heldout", cfg.corpus_max_docs or None), sep)
+        sep = sep_m
         table = BigramTable.from_sequences(train_ids, V, alpha=cfg.alpha)
         train = windows_from_docs(train_ids, cfg.seq_len, None, cfg.seed, sep)
         n_held_avail = sum(len(d) + (sep is not None) for d in held_ids) // cfg.seq_len
@@ -268,6 +269,9 @@ def run_experiment(model, config: Config | None = None, dataset: Corpus | None =
         run_deps.append(f"schedule sped up {cfg.speedup:g}x (lr {cfg.lr * cfg.speedup:g}, T x{cfg.t_growth ** cfg.speedup:.4g} per step; "
                         f"paper: lr {cfg.lr:g}, x{cfg.t_growth:g}), batches of {cfg.batch} x {cfg.seq_len} tokens (paper 32 x 128), "
                         f"budget {cfg.max_steps} steps: CPU budget")
+    if vocab_remap(model) is not None:
+        run_deps.append(f"the model was trained on its tokenizer's {V - 1} most frequent tokens plus UNK: text is mapped to "
+                        "those ids and the bigram statistics are counted over them")
     if dataset is None and cfg.corpus == "enwiki":
         run_deps.append("bigram statistics and training text: 100 Wikipedia articles (paper: OSCAR / the models' own training data)")
     main_runs = ["bigram", "bigram_seed2"]
