@@ -35,7 +35,7 @@ def _rss_gb() -> float:
 def _worker(config: dict, queue) -> None:
     import torch
 
-    from interp.analyses.embedding_project import head_factors, topk_pairs, vocab_filter
+    from interp.analyses.embedding_space import head_factors, topk_pairs, vocab_filter
     from interp.models import load_model
 
     model = load_model("smollm2-135m")

@@ -49,10 +49,27 @@ def small_lm_root() -> Path:
 
 def default_name(cfg: dict[str, Any]) -> str:
     """Folder name encoding every setting that changes the weights."""
+    vocab = f"-v{cfg['vocab_top']}" if cfg.get("vocab_top") is not None else ""
     return (
-        f"{cfg['arch']}-L{cfg['n_layers']}-d{cfg['d_model']}-h{cfg['n_heads']}-{cfg['tokenizer']}-"
+        f"{cfg['arch']}-L{cfg['n_layers']}-d{cfg['d_model']}-h{cfg['n_heads']}-{cfg['tokenizer']}{vocab}-"
         f"{cfg['corpus']}-T{cfg['seq_len']}-b{cfg['batch']}-s{cfg['steps']}-lr{cfg['lr']:g}-seed{cfg['seed']}"
     )
+
+
+KEPT_TOKENS_FILE = "kept_tokens.json"
+
+
+def top_vocab(train: Int[Tensor, "n seq_len"], n: int, vocab: int) -> Int[Tensor, " n_minus_1"]:
+    """The ``n - 1`` most frequent token ids of ``train`` (ties by id), most frequent first."""
+    counts = torch.bincount(train.flatten(), minlength=vocab)
+    return torch.argsort(-counts, stable=True)[: n - 1]
+
+
+def remap_tokens(data: Int[Tensor, "..."], kept: Int[Tensor, " m"], vocab: int) -> Int[Tensor, "..."]:
+    """Token ids -> positions in ``kept``; every other token -> the UNK id ``len(kept)``."""
+    table = torch.full((vocab,), len(kept), dtype=torch.long)
+    table[kept] = torch.arange(len(kept))
+    return table[data]
 
 
 def _load_tokenizer(which: str):
@@ -118,7 +135,8 @@ def heldout_loss(hf, data: Int[Tensor, "n seq_len"], batch: int = 16) -> float:
     return tot / max(n, 1)
 
 
-def _config(arch, seed, n_layers, d_model, steps, corpus, seq_len, batch, tokenizer, n_heads, lr, n_heldout) -> dict[str, Any]:
+def _config(arch, seed, n_layers, d_model, steps, corpus, seq_len, batch, tokenizer, n_heads, lr, n_heldout,
+            vocab_top: int | None = None) -> dict[str, Any]:
     """Validated training config (what the saved folder records and is matched on)."""
     tokenizer = tokenizer or ("gpt2" if arch == "gpt2" else "smollm2")
     if arch not in ARCHS:
@@ -130,11 +148,16 @@ def _config(arch, seed, n_layers, d_model, steps, corpus, seq_len, batch, tokeni
             raise SmallLMError(f"{k} must be a positive integer, got {v}")
     if d_model % n_heads:
         raise SmallLMError(f"d_model={d_model} is not divisible by n_heads={n_heads}")
-    return {
+    cfg = {
         "arch": arch, "seed": seed, "n_layers": n_layers, "d_model": d_model, "n_heads": n_heads, "steps": steps,
         "corpus": str(corpus), "seq_len": seq_len, "batch": batch, "tokenizer": tokenizer, "lr": lr,
         "n_heldout": n_heldout,
     }
+    if vocab_top is not None:  # only when set, so folders trained before the option still match
+        if int(vocab_top) < 2:
+            raise SmallLMError(f"vocab_top must be at least 2, got {vocab_top}")
+        cfg["vocab_top"] = int(vocab_top)
+    return cfg
 
 
 def find_small_lm(arch: str = "gpt2", seed: int = 0, **kwargs: Any) -> Path | None:
@@ -147,7 +170,7 @@ def find_small_lm(arch: str = "gpt2", seed: int = 0, **kwargs: Any) -> Path | No
         raise SmallLMError(f"unknown settings {sorted(unknown)}")
     a = {**defaults, **kwargs, "arch": arch, "seed": seed}
     cfg = _config(a["arch"], a["seed"], a["n_layers"], a["d_model"], a["steps"], a["corpus"], a["seq_len"], a["batch"],
-                  a["tokenizer"], a["n_heads"], a["lr"], a["n_heldout"])
+                  a["tokenizer"], a["n_heads"], a["lr"], a["n_heldout"], a["vocab_top"])
     folder = Path(a["out_dir"]).expanduser() if a["out_dir"] is not None else small_lm_root() / default_name(cfg)
     f = folder / STATS_FILE
     if f.is_file() and json.loads(f.read_text()).get("config") == cfg:
@@ -178,6 +201,7 @@ def fit_small_lm(
     reuse: bool = True,
     verbose: bool = False,
     device: str = "cpu",
+    vocab_top: int | None = None,
 ) -> dict[str, Any]:
     """Train a small causal LM, save it as an HF folder and return its training statistics.
 
@@ -187,8 +211,14 @@ def fit_small_lm(
     the last 10% of steps), ``heldout_loss`` (on ``n_heldout`` held-out windows),
     ``initial_heldout_loss``, ``unigram_entropy`` reference, ``train_seconds``,
     ``device``, ``path`` and the config.
+
+    ``vocab_top=N`` trains on a reduced vocabulary: the N - 1 most frequent tokens of the
+    training split keep their own row (in frequency order), every other token shares one
+    UNK row (id N - 1); the kept tokenizer ids are saved in ``kept_tokens.json`` (model id i
+    is tokenizer id ``kept[i]``). Far cheaper on CPU (the output layer dominates) and every
+    row is trained; the saved tokenizer then only decodes through that list.
     """
-    cfg = _config(arch, seed, n_layers, d_model, steps, corpus, seq_len, batch, tokenizer, n_heads, lr, n_heldout)
+    cfg = _config(arch, seed, n_layers, d_model, steps, corpus, seq_len, batch, tokenizer, n_heads, lr, n_heldout, vocab_top)
     tokenizer = cfg["tokenizer"]
     folder = Path(out_dir).expanduser() if out_dir is not None else small_lm_root() / default_name(cfg)
     if reuse and (folder / STATS_FILE).is_file():
@@ -206,9 +236,15 @@ def fit_small_lm(
     held = _windows(str(corpus), tok, tokenizer, seq_len, "heldout")
     g = torch.Generator().manual_seed(10_000 + seed)
     held = held[torch.randperm(held.shape[0], generator=g)[:n_heldout]]
+    kept = None
+    n_vocab = len(tok)
+    if vocab_top is not None:
+        kept = top_vocab(train, int(vocab_top), len(tok))
+        train, held = remap_tokens(train, kept, len(tok)), remap_tokens(held, kept, len(tok))
+        n_vocab = int(vocab_top)
 
     torch.manual_seed(seed)
-    hf = _build_hf(arch, len(tok), n_layers, d_model, n_heads, max(seq_len, 128), tok).to(dev)
+    hf = _build_hf(arch, n_vocab, n_layers, d_model, n_heads, max(seq_len, 128), tok).to(dev)
     init_held = heldout_loss(hf, held)
     opt = torch.optim.AdamW(hf.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.95))
     warm = max(1, steps // 20)
@@ -221,24 +257,13 @@ def fit_small_lm(
     losses: list[Tensor] = []
     t0 = time.perf_counter()
     hf.train()
-    for step in range(steps):
-        for grp in opt.param_groups:
-            grp["lr"] = lr_at(step)
-        idx = torch.randint(0, train.shape[0], (batch,), generator=g)
-        x = train[idx].to(dev)
-        loss = hf(input_ids=x, labels=x).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(hf.parameters(), 1.0)
-        opt.step()
-        losses.append(loss.detach())
-        if verbose and (step % 100 == 0 or step == steps - 1):
-            print(f"step {step:5d}  loss {float(losses[-1]):.3f}  ({time.perf_counter() - t0:.0f} s)", flush=True)
+    with torch.enable_grad():  # callers may hold a no_grad context
+        _train_loop(hf, opt, train, steps, batch, g, dev, lr_at, losses, t0, verbose)
     curve = [float(v) for v in torch.stack(losses).cpu()] if losses else []
     seconds = time.perf_counter() - t0
     hf.eval()
     tail = curve[-max(1, steps // 10) :]
-    counts = torch.bincount(train.flatten(), minlength=len(tok)).double()
+    counts = torch.bincount(train.flatten(), minlength=n_vocab).double()
     p = counts[counts > 0] / counts.sum()
     stats = {
         "config": cfg,
@@ -253,16 +278,35 @@ def fit_small_lm(
         "loss_curve": curve,
         "path": str(folder),
     }
-    _save(hf.cpu(), tok, stats, folder)
+    _save(hf.cpu(), tok, stats, folder, kept)
     return stats
 
 
-def _save(hf, tok, stats: dict[str, Any], folder: Path) -> None:
+def _train_loop(hf, opt, train, steps, batch, g, dev, lr_at, losses, t0, verbose) -> None:
+    """AdamW steps on random training windows (appends each step's loss to ``losses``)."""
+    for step in range(steps):
+        for grp in opt.param_groups:
+            grp["lr"] = lr_at(step)
+        idx = torch.randint(0, train.shape[0], (batch,), generator=g)
+        x = train[idx].to(dev)
+        loss = hf(input_ids=x, labels=x).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(hf.parameters(), 1.0)
+        opt.step()
+        losses.append(loss.detach())
+        if verbose and (step % 100 == 0 or step == steps - 1):
+            print(f"step {step:5d}  loss {float(losses[-1]):.3f}  ({time.perf_counter() - t0:.0f} s)", flush=True)
+
+
+def _save(hf, tok, stats: dict[str, Any], folder: Path, kept: Tensor | None = None) -> None:
     """save_pretrained + tokenizer + stats into a temp folder, then rename into place."""
 
     def build(tmp: Path) -> None:
         hf.save_pretrained(tmp)
         tok.save_pretrained(tmp)
+        if kept is not None:
+            (tmp / KEPT_TOKENS_FILE).write_text(json.dumps([int(i) for i in kept]))
         (tmp / STATS_FILE).write_text(json.dumps(stats, indent=1))
 
     atomic_dir(folder, build)
@@ -278,6 +322,12 @@ def load_small_lm(path: str | Path, prepend_bos: bool = False):
     return load_model(str(folder), prepend_bos=prepend_bos)
 
 
+def load_kept_tokens(path: str | Path) -> list[int] | None:
+    """Tokenizer ids of a reduced-vocabulary small LM's rows (None for a full-vocabulary one)."""
+    f = Path(path).expanduser() / KEPT_TOKENS_FILE
+    return json.loads(f.read_text()) if f.is_file() else None
+
+
 def load_stats(path: str | Path) -> dict[str, Any]:
     """The training statistics saved next to a small LM."""
     f = Path(path).expanduser() / STATS_FILE
@@ -286,4 +336,5 @@ def load_stats(path: str | Path) -> dict[str, Any]:
     return json.loads(f.read_text())
 
 
-__all__ = ["SEED_PAIR_SETTINGS", "SmallLMError", "find_small_lm", "fit_small_lm", "heldout_loss", "load_small_lm", "load_stats", "small_lm_root", "train_small_lm"]
+__all__ = ["SEED_PAIR_SETTINGS", "SmallLMError", "find_small_lm", "fit_small_lm", "heldout_loss", "load_kept_tokens", "load_small_lm",
+           "load_stats", "remap_tokens", "small_lm_root", "top_vocab", "train_small_lm"]

@@ -12,21 +12,40 @@ KIND = "embedding-space"
 
 
 def _checks_figure(result) -> go.Figure:
-    """Per-layer consistency checks: recall@k vs shuffled, key/value Jaccard vs random."""
+    """Per-layer consistency checks: value/hidden recall vs random neurons, key/value Jaccard vs random pairs."""
     a = result.arrays
-    layers = np.asarray(a.get("layers", np.arange(len(a.get("recall_final", [])))))
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("value vs hidden state: recall@k", "key vs value: Jaccard@k"))
-    for name, label, dash in (("recall_final", "final hidden state", None), ("recall_layer", "layer hidden state", None),
-                              ("recall_final_shuffled", "final, shuffled", "dot"), ("recall_layer_shuffled", "layer, shuffled", "dot")):
-        if name in a:
-            fig.add_trace(go.Scatter(x=layers, y=a[name], mode="lines+markers", name=label, line={"dash": dash}), 1, 1)
-    for kind in ("key", "gate"):
-        if f"jaccard_{kind}_same" in a:
-            fig.add_trace(go.Scatter(x=layers, y=a[f"jaccard_{kind}_same"], mode="lines+markers", name=f"{kind}/value same neuron"), 1, 2)
-            fig.add_trace(go.Scatter(x=layers, y=a[f"jaccard_{kind}_random"], mode="lines+markers", name=f"{kind}/value random pair",
-                                     line={"dash": "dot"}), 1, 2)
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("value tokens vs hidden state: recall", "key vs value: Jaccard (absolute top-k)"))
+    rl = np.asarray(a.get("recall_layers", a.get("layers", [])))
+    for name, label, dash in (("recall_final", "top-5 active, final hidden state", None), ("recall_layer", "top-5 active, layer hidden state", None),
+                              ("random_final", "random neurons, final", "dot"), ("random_layer", "random neurons, layer", "dot")):
+        if name in a and len(a[name]) == len(rl):
+            fig.add_trace(go.Scatter(x=rl, y=a[name], mode="lines+markers", name=label, line={"dash": dash}), 1, 1)
+    if "jaccard_abs_same" in a:
+        lay = np.asarray(a["jaccard_abs_layer"])
+        ls = np.unique(lay)
+        for key, label, dash in (("jaccard_abs_same", "same neuron", None), ("jaccard_abs_random", "random pair", "dot")):
+            y = [float(np.mean(a[key][lay == v])) for v in ls]
+            fig.add_trace(go.Scatter(x=ls, y=y, mode="lines+markers", name=f"key/value {label}", line={"dash": dash}), 1, 2)
     fig.update_xaxes(title_text="layer")
     fig.update_layout(template="plotly_white", height=400, title=f"Embedding-space consistency checks ({result.model.get('id', '?')})")
+    return fig
+
+
+def _keepk_figure(result) -> go.Figure | None:
+    """Correlation of keep-k inner products with the exact ones, over k: E^T, E^+ and random keep."""
+    df = result.tables.get("keepk")
+    if df is None or df.empty:
+        return None
+    fig = go.Figure()
+    for col, label, dash in (("corr_transpose", "E^T (top-k kept)", None), ("corr_pinv", "E^+ (top-k kept)", None),
+                             ("corr_random_keep", "E^T, k random entries kept (control)", "dot")):
+        err = {}
+        if f"{col}_lo" in df:
+            err = {"error_y": {"type": "data", "symmetric": False, "array": df[f"{col}_hi"] - df[col], "arrayminus": df[col] - df[f"{col}_lo"]}}
+        fig.add_trace(go.Scatter(x=df["k"], y=df[col], mode="lines+markers", name=label, line={"dash": dash}, **err))
+    fig.update_xaxes(type="log", title_text="k (entries kept)")
+    fig.update_yaxes(title_text="corr with exact <h, h'>")
+    fig.update_layout(template="plotly_white", height=420, title="Keep-k criterion: do sparsified projections preserve inner products?")
     return fig
 
 
@@ -41,12 +60,10 @@ def _alignment_figure(result, prefix: str, title: str, shared_scale: bool = True
         return None
     subset = result.metrics.get(f"{prefix}_vocab_subset_size")
     panels = [(f"embedding space, {int(subset)} frequent tokens" if subset else "embedding space", a[f"align_{prefix}_embed"])]
-    if f"align_{prefix}_embed_allvocab" in a:
-        panels.append(("embedding space, whole vocabulary", a[f"align_{prefix}_embed_allvocab"]))
-    if f"align_{prefix}_embed_unseen" in a:
-        panels.append(("tokens never seen in training (control)", a[f"align_{prefix}_embed_unseen"]))
-    if f"align_{prefix}_raw" in a:
-        panels.append(("raw parameters", a[f"align_{prefix}_raw"]))
+    for key, label in (("embed_allvocab", "embedding space, whole vocabulary"), ("embed_unseen", "tokens never seen in training (control)"),
+                       ("shuffled", "vocabulary shuffled (control)"), ("raw", "raw parameters"), ("best", "best |corr| (extension)")):
+        if f"align_{prefix}_{key}" in a:
+            panels.append((label, a[f"align_{prefix}_{key}"]))
     fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[p[0] for p in panels], horizontal_spacing=0.3 / len(panels))
     ticks = a.get("align_layers") if prefix == "rot" else None
     for i, (_, s) in enumerate(panels, start=1):
@@ -83,10 +100,14 @@ def main_figure(result) -> go.Figure:
 
 def figures(result) -> list[tuple[str, go.Figure]]:
     out = [("Consistency checks", _checks_figure(result))]
+    kk = _keepk_figure(result)
+    if kk is not None:
+        out.append(("Keep-k: E^T vs E^+", kk))
     rot = _alignment_figure(result, "rot", "Alignment with a rotated, neuron-permuted copy (mean best |corr|)")
     if rot is not None:
         out.append(("Rotated-copy alignment", rot))
-    seed = _alignment_figure(result, "seed", "Two small LMs trained from different seeds: mean best |corr| per layer pair "
+    stat = (result.config or {}).get("align_statistic", "mean")
+    seed = _alignment_figure(result, "seed", f"Two small LMs trained from different seeds: {stat} |corr| per layer pair "
                              "(colour range per panel)", shared_scale=False)
     if seed is not None:
         out.append(("Seed-pair alignment", seed))

@@ -5,8 +5,19 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from interp.analyses.embedding_align import align, model_param_space, neuron_recovery, rotate_permute, subsample
-from interp.analyses.embedding_project import head_factors, model_projector, topk_pairs
+from interp.analyses.embedding_space import (
+    align,
+    head_factors,
+    keepk_inner_products,
+    model_param_space,
+    model_projector,
+    neuron_recovery,
+    pinv_projector,
+    rotate_permute,
+    subsample,
+    token_matrix,
+    topk_pairs,
+)
 
 
 def test_ov_pairs_match_row_wise_brute_force(smol):
@@ -46,3 +57,21 @@ def test_rotated_copy_alignment_on_smol(smol):
     assert neuron_recovery(emb, query, copy) == 1.0
     assert neuron_recovery(raw, query, copy) < 0.1
     assert np.diag(raw.scores).max() < 0.5
+
+
+def test_keepk_on_smol_matches_dense_brute_force(smol):
+    """Keep-k inner products of SmolLM2 residual states (E^T and E^+, several k) equal a direct
+    computation that builds every projection, keeps its top-k by magnitude and maps back."""
+    tokens = smol.to_tokens("The quick brown fox jumps over the lazy dog and runs into the forest")
+    _, cache = smol.run_with_cache(tokens, ["blocks.10.hook_resid_post"], return_logits=False)
+    h = cache["blocks.10.hook_resid_post"][0, 1:].double()
+    H1, H2 = h[:-1], h[1:]
+    E = token_matrix(smol, "unembed").double()
+    for P in (E.T, pinv_projector(E)):
+        got = keepk_inner_products(H1, H2, P, E, [20, 5000])
+        for a, k in enumerate([20, 5000]):
+            X1, X2 = H1 @ P, H2 @ P
+            t1 = torch.zeros_like(X1).scatter_(1, X1.abs().topk(k).indices, X1.gather(1, X1.abs().topk(k).indices))
+            t2 = torch.zeros_like(X2).scatter_(1, X2.abs().topk(k).indices, X2.gather(1, X2.abs().topk(k).indices))
+            want = ((t1 @ E) * (t2 @ E)).sum(1)
+            assert torch.allclose(got[a], want, rtol=1e-8, atol=1e-6)

@@ -8,35 +8,41 @@ import numpy as np
 import pytest
 import torch
 
-from interp.analyses.embedding_align import (
+from interp.analyses.embedding_space import (
     Alignment,
+    Config,
+    EmbeddingSpaceError,
     ParamSpace,
     align,
+    alphabetic_tokens,
+    corr_with_ci,
+    frequent_tokens,
+    gap_with_ci,
+    head_token_pairs,
+    jaccard,
+    keep_k,
+    keepk_inner_products,
+    key_value_jaccard,
+    key_value_jaccard_abs,
     model_param_space,
+    model_projector,
     neuron_recovery,
+    neuron_vectors,
+    pinv_projector,
+    project_topk,
     projected_corr,
     random_orthogonal,
     raw_corr,
     rotate_permute,
-    vocab_kernels,
-)
-from interp.analyses.embedding_checks import (
-    jaccard,
-    key_value_jaccard,
     set_overlap,
+    shuffle_vocab,
+    topk_pairs,
     unseen_token_offset,
     value_hidden_recall,
+    value_union_recall,
+    vocab_kernels,
 )
-from interp.analyses.embedding_project import (
-    EmbeddingSpaceError,
-    alphabetic_tokens,
-    frequent_tokens,
-    head_token_pairs,
-    model_projector,
-    pinv_projector,
-    project_topk,
-    topk_pairs,
-)
+from interp.config import ConfigError
 
 
 def _brute_topk(M: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -66,21 +72,24 @@ def test_topk_pairs_rejects_bad_shapes():
         topk_pairs(torch.zeros(4, 3), torch.zeros(2, 5))
 
 
+@pytest.mark.parametrize("normalize", [False, True])
 @pytest.mark.parametrize("circuit", ["OV", "QK"])
-def test_head_token_pairs_match_dense_matrix_on_subset(tiny_model, circuit):
-    """Top pairs on a token subset equal those of the explicitly built subset x subset matrix."""
+def test_head_token_pairs_match_dense_matrix_on_subset(tiny_model, circuit, normalize):
+    """Top pairs on a token subset equal those of the explicitly built subset x subset matrix:
+    raw E (the paper's, default) and the named variant that normalises each embedding."""
     sub = torch.arange(100, 400)
     w = tiny_model.weights(fold_norms=True)
     E = w.W_E[sub]
-    if tiny_model.cfg.normalization == "LN":
-        E = E - E.mean(-1, keepdim=True)
-    E = E / (E.pow(2).mean(-1, keepdim=True) + 1e-5).sqrt()
+    if normalize:
+        if tiny_model.cfg.normalization == "LN":
+            E = E - E.mean(-1, keepdim=True)
+        E = E / (E.pow(2).mean(-1, keepdim=True) + 1e-5).sqrt()
     U = w.W_U if tiny_model.cfg.normalization == "RMS" else w.W_U - w.W_U.mean(0, keepdim=True)
     if circuit == "OV":
         M = E @ w.OV.AB[1, 2] @ U[:, sub]
     else:
         M = E @ w.QK.AB[1, 2] @ E.T
-    rows = head_token_pairs(tiny_model, [(1, 2)], circuit, k=15, subset=sub, chunk=64)
+    rows = head_token_pairs(tiny_model, [(1, 2)], circuit, k=15, subset=sub, chunk=64, normalize_inputs=normalize)
     v, r, c = _brute_topk(M, 15)
     assert [x["row_id"] for x in rows] == sub[r].tolist()
     assert [x["col_id"] for x in rows] == sub[c].tolist()
@@ -166,7 +175,7 @@ def test_recall_is_one_when_subset_has_k_tokens(tiny_model):
 
 
 def test_hidden_topk_on_subset_matches_resid_to_logits(tiny_model):
-    from interp.analyses.embedding_checks import _hidden_topk
+    from interp.analyses.embedding_space.checks import _hidden_topk
     from interp.core.attribution import resid_to_logits
 
     x = torch.randn(5, tiny_model.cfg.d_model, generator=torch.Generator().manual_seed(4))
@@ -273,54 +282,223 @@ def test_same_layer_chance_is_the_product_of_layer_marginals():
     assert al.same_layer_fraction == pytest.approx(np.mean(best == np.arange(3)[:, None]))
 
 
-def test_seed_pair_alignment_on_whole_vocab_subset_equals_no_subset(tiny_gpt2):
-    """A 'subset' holding every token gives the whole-vocabulary numbers; a model aligned
-    with itself matches every vector to itself."""
+
+# ---------------------------------------------------------------------- keep-k criterion
+def _brute_keepk_ip(h1, h2, P, E, k, by):
+    """Explicit keep-k inner product of one pair: sort every entry in Python, keep k, map back."""
+    out = []
+    for h in (h1, h2):
+        x = (h @ P).tolist()
+        score = [-abs(v) for v in x] if by == "abs" else [-v for v in x]
+        keep = sorted(range(len(x)), key=score.__getitem__)[:k]
+        sparse = torch.zeros(len(x), dtype=torch.float64)
+        for i in keep:
+            sparse[i] = x[i]
+        out.append(sparse @ E)
+    return float(out[0] @ out[1])
+
+
+@pytest.mark.parametrize("gather_max", [4096, 2])  # segments gathered / built as dense masked products
+@pytest.mark.parametrize("by", ["abs", "largest"])
+def test_keepk_inner_products_equal_brute_force(by, gather_max):
+    g = torch.Generator().manual_seed(0)
+    E = torch.randn(40, 6, generator=g, dtype=torch.float64) * torch.linspace(0.3, 2, 6, dtype=torch.float64)
+    H1, H2 = torch.randn(5, 6, generator=g, dtype=torch.float64), torch.randn(5, 6, generator=g, dtype=torch.float64)
+    ks = [1, 3, 10, 40]
+    for P in (E.T, pinv_projector(E)):
+        got = keepk_inner_products(H1, H2, P, E, ks, by, chunk=3, gather_max=gather_max)
+        for a, k in enumerate(ks):
+            want = [_brute_keepk_ip(H1[i], H2[i], P, E, k, by) for i in range(5)]
+            assert np.allclose(got[a].numpy(), want, atol=1e-9)
+
+
+def test_keepk_full_pinv_is_exact_and_transpose_exact_only_for_orthonormal_E():
+    g = torch.Generator().manual_seed(1)
+    E = torch.randn(60, 8, generator=g, dtype=torch.float64) * torch.linspace(0.2, 3, 8, dtype=torch.float64)
+    H1, H2 = torch.randn(7, 8, generator=g, dtype=torch.float64), torch.randn(7, 8, generator=g, dtype=torch.float64)
+    exact = (H1 * H2).sum(1)
+    assert torch.allclose(keepk_inner_products(H1, H2, pinv_projector(E), E, [60])[0], exact, atol=1e-8)
+    assert not torch.allclose(keepk_inner_products(H1, H2, E.T, E, [60])[0], exact, atol=1e-2)
+    Q, _ = torch.linalg.qr(E)
+    assert torch.allclose(keepk_inner_products(H1, H2, Q.T, Q, [60])[0], exact, atol=1e-10)
+
+
+def test_keep_k_random_keeps_k_entries_of_x():
+    x = torch.randn(4, 30, generator=torch.Generator().manual_seed(2))
+    y = keep_k(x, 7, "random", torch.Generator().manual_seed(3))
+    assert ((y != 0).sum(1) == 7).all()
+    assert torch.equal(y[y != 0], x[y != 0])
+
+
+def test_corr_and_gap_ci_match_numpy():
+    rng = np.random.default_rng(0)
+    e = rng.normal(size=200)
+    a, b = e + 0.3 * rng.normal(size=200), e + 1.0 * rng.normal(size=200)
+    r, lo, hi = corr_with_ci(e, a, 500)
+    assert r == pytest.approx(np.corrcoef(e, a)[0, 1]) and lo < r < hi
+    gap, glo, ghi = gap_with_ci(e, a, b, 500)
+    assert gap == pytest.approx(np.corrcoef(e, a)[0, 1] - np.corrcoef(e, b)[0, 1])
+    assert 0 < glo < gap < ghi
+
+
+# ---------------------------------------------------------------------- the paper's Jaccard and recall
+def test_key_value_jaccard_abs_matches_python_sets(tiny_gpt2):
+    out = key_value_jaccard_abs(tiny_gpt2, layers=[1], k=30, seed=0)
+    w = tiny_gpt2.weights(fold_norms=True)
+    keys = neuron_vectors(w, 1, "key") @ model_projector(tiny_gpt2, "embed")
+    vals = neuron_vectors(w, 1, "value") @ model_projector(tiny_gpt2, "unembed")
+    want = []
+    for i in range(40):  # the first 40 neurons (no sampling: same order as the output)
+        a = {j for j, _ in sorted(enumerate(keys[i].abs().tolist()), key=lambda t: -t[1])[:30]}
+        b = {j for j, _ in sorted(enumerate(vals[i].abs().tolist()), key=lambda t: -t[1])[:30]}
+        want.append(len(a & b) / len(a | b))
+    assert np.allclose(out["same"][:40], want)
+    assert out["random"].shape == out["same"].shape and (out["layer"] == 1).all()
+
+
+def test_value_union_recall_matches_explicit_computation(tiny_model):
+    from interp.core.attribution import resid_to_logits
+
+    tokens = torch.randint(0, 1000, (2, 5), generator=torch.Generator().manual_seed(0))
+    out = value_union_recall(tiny_model, tokens, layers=[1], n_top=3, value_k=7, hidden_k=9)
+    names = {"blocks.1.mlp.hook_post", "blocks.1.hook_resid_post", f"blocks.{tiny_model.cfg.n_layers - 1}.hook_resid_post"}
+    _, cache = tiny_model.run_with_cache(tokens, sorted(names))
+    act = cache["blocks.1.mlp.hook_post"].reshape(10, -1)
+    vals = neuron_vectors(tiny_model.weights(fold_norms=True), 1, "value") @ model_projector(tiny_model, "unembed")
+    for name, resid in (("final", cache[f"blocks.{tiny_model.cfg.n_layers - 1}.hook_resid_post"]), ("layer", cache["blocks.1.hook_resid_post"])):
+        hid = resid_to_logits(tiny_model, resid.reshape(10, -1)).topk(9, dim=-1).indices
+        for p in range(10):
+            union = set()
+            for n in act[p].argsort(descending=True)[:3].tolist():
+                union |= set(vals[n].topk(7).indices.tolist())
+            want = len(union & set(hid[p].tolist())) / 9
+            assert out[f"recall_{name}"][0, p] == pytest.approx(want)
+    assert out["random_final"].shape == (1, 10)
+
+
+# ---------------------------------------------------------------------- alignment: paper statistic, attention, control
+def test_mean_block_statistic_equals_explicit_vocab_correlations():
+    g = torch.Generator().manual_seed(0)
+    P1, P2 = torch.randn(6, 80, generator=g), torch.randn(5, 80, generator=g)
+    s1 = ParamSpace({"value": [torch.randn(4, 6, generator=g) for _ in range(2)]}, {"value": P1}, [torch.arange(4)] * 2)
+    s2 = ParamSpace({"value": [torch.randn(3, 5, generator=g) for _ in range(3)]}, {"value": P2}, [torch.arange(3)] * 3)
+    al = align(s1, s2, statistic="mean")
+    for a in range(2):
+        for b in range(3):
+            X, Y = (s1.vectors["value"][a] @ P1).numpy(), (s2.vectors["value"][b] @ P2).numpy()
+            C = np.corrcoef(np.concatenate([X, Y]))[:4, 4:]
+            assert al.scores[a, b] == pytest.approx(np.abs(C).mean(), abs=1e-5)
+    best = align(s1, s2, statistic="best")
+    assert (best.scores >= al.scores - 1e-6).all()
+    with pytest.raises(EmbeddingSpaceError, match="statistic"):
+        align(s1, s2, statistic="median")
+
+
+def test_attention_families_align_exactly_with_rotated_copy(tiny_llama):
+    fams = ["value", "key", "attn_q", "attn_k", "attn_v", "attn_o"]
+    space = model_param_space(tiny_llama, fams)
+    w = tiny_llama.weights(fold_norms=True)
+    assert torch.equal(space.vectors["attn_o"][1][5], w.W_O[1, 0, 5])  # head 0, row 5
+    assert torch.equal(space.vectors["attn_q"][1][w.W_Q.shape[-1] + 2], w.W_Q[1, 1, :, 2])  # head 1, column 2
+    copy, _, _ = rotate_permute(space, seed=2)
+    emb = align(space, copy, statistic="best")
+    assert emb.match.tolist() == list(range(tiny_llama.cfg.n_layers))
+    assert np.allclose(np.diag(emb.scores), 1.0, atol=1e-4)
+    mean = align(space, copy, statistic="mean")
+    assert np.allclose(np.diag(mean.scores), align(space, space, statistic="mean").scores.diagonal(), atol=1e-4)
+
+
+def test_shuffled_vocabulary_control_and_bootstrap():
+    """The shuffled control correlates x P with y P[:, perm]; the bootstrap of a block whose
+    rows are all equal has no spread."""
+    g = torch.Generator().manual_seed(0)
+    P = torch.randn(6, 90, generator=g)
+    X = torch.randn(3, 6, generator=g)
+    s = ParamSpace({"value": [X, X]}, {"value": P}, [torch.arange(3)] * 2)
+    sh = shuffle_vocab(s, seed=4)
+    perm = torch.randperm(90, generator=torch.Generator().manual_seed(4))
+    assert torch.equal(sh.projectors["value"], P[:, perm])
+    got = projected_corr(X, X, vocab_kernels(P, sh.projectors["value"]))
+    want = np.corrcoef(np.concatenate([(X @ P).numpy(), (X @ P[:, perm]).numpy()]))[:3, 3:]
+    assert np.allclose(got.numpy(), want, atol=1e-5)
+    al = Alignment(np.array([[1.0, 0.2], [0.3, 0.9]]), np.arange(2), np.zeros((2, 1), int), np.zeros((2, 1), int),
+                   {"value": [np.array([[1.0, 0.2]] * 4), np.array([[0.3, 0.9]] * 4)]})
+    assert np.allclose(al.bootstrap_contrast(50), al.diagonal_contrast())
+
+
+def test_seed_pair_alignment_of_a_model_with_itself(tiny_gpt2):
     from interp.analyses.embedding_space import seed_pair_alignment
 
-    m, arrays = seed_pair_alignment(tiny_gpt2, tiny_gpt2, subset=torch.arange(tiny_gpt2.cfg.d_vocab))
-    np.testing.assert_allclose(arrays["align_seed_embed"], arrays["align_seed_embed_allvocab"], atol=1e-6)
-    assert m["seed_layer_acc_embed"] == 1.0 and m["seed_same_layer_embed"] == 1.0
-    assert m["seed_layer_acc_raw"] == 1.0
-    assert m["seed_diag_contrast_embed"] == pytest.approx(m["seed_diag_contrast_embed_allvocab"], abs=1e-6)
+    m, arrays, als = seed_pair_alignment(tiny_gpt2, tiny_gpt2, ["value", "key", "attn_o"], statistic="best")
+    assert m["seed_layer_acc_embed"] == 1.0 and m["seed_same_layer_embed"] == 1.0 and m["seed_layer_acc_raw"] == 1.0
+    assert np.allclose(np.diag(arrays["align_seed_embed"]), 1.0, atol=1e-4)
+    assert m["seed_diag_contrast_embed"] > m["seed_diag_contrast_shuffled"]
 
 
-def test_run_experiment_aligns_cached_seed_models(tiny_llama, tmp_path, monkeypatch):
-    """With both seed models cached, a quick run aligns them over the frequent-token subset
-    of *their* tokenizer and over the whole vocabulary."""
+# ---------------------------------------------------------------------- the experiment
+@pytest.fixture()
+def tiny_pair_config(tmp_path, monkeypatch):
     import interp.models.small_lm as small_lm
-    from interp.analyses.embedding_space import run_experiment
 
     monkeypatch.setattr(small_lm, "small_lm_root", lambda: tmp_path)
-    spec = {"arch": "llama", "n_layers": 2, "d_model": 32, "n_heads": 2, "steps": 3, "seq_len": 16, "batch": 2, "n_heldout": 2}
-    for s in (0, 1):
-        small_lm.fit_small_lm(seed=s, **spec)
-    res = run_experiment(tiny_llama, quick=True, pair_layers=[2], recall_seqs=2, recall_seq_len=8, vocab_size=300,
-                         seed_models={**spec, "seeds": [0, 1]})
-    assert res.config["seed_alignment"] == "done"
-    assert res.metrics["seed_vocab_subset_size"] == 300
-    assert res.arrays["align_seed_embed"].shape == (2, 2) and res.arrays["align_seed_embed_allvocab"].shape == (2, 2)
-    assert 0 <= res.metrics["seed_same_layer_chance_embed"] <= 1
-    assert res.metrics["small_lm1_heldout_loss"] > 0
-    assert 0 < res.metrics["seed_vocab_unseen_fraction"] < 1  # the tiny models' corpus (enwiki) misses part of the vocabulary
-    assert "seed_same_layer_embed_unseen" in res.metrics and res.arrays["align_seed_embed_unseen"].shape == (2, 2)
+    return Config.quick_preset(pair_steps=3, pair_n_layers=2, pair_d_model=16, pair_n_heads=2, pair_vocab=64, pair_seq_len=16,
+                               pair_batch=2, recall_seqs=2, recall_seq_len=8, keepk_pairs=32, vocab_size=300, n_boot=50)
 
 
-def test_run_experiment_saves_loads_and_draws(tiny_llama, tmp_path):
-    """Quick run on tiny-llama: exact invariants hold, the run round-trips and draws."""
-    from interp.analyses.embedding_space import EmbeddingSpaceResult, run_experiment
+def test_quick_run_has_every_claim_and_saves(tiny_llama, tiny_pair_config, tmp_path):
+    from interp.analyses.embedding_space import CLAIMS, EmbeddingSpaceResult, run_experiment
     from interp.results import load_run
     from interp.viz import figures_for
 
-    res = run_experiment(tiny_llama, quick=True, pair_layers=[2], recall_seqs=2, recall_seq_len=8, seed_models={"arch": "gpt2", "seeds": [97, 98]})
+    res = run_experiment(tiny_llama, tiny_pair_config)
+    claims = res.tables["claims"].set_index("claim_id")
+    assert list(claims.index) == [c.id for c in CLAIMS] == [
+        "dar2023.key_value_share_tokens", "dar2023.param_vs_hidden_agree", "dar2023.transpose_approximates_pinv",
+        "dar2023.cross_model_alignment"]
+    assert claims["value"].notna().all() and claims["control_value"].notna().all()
+    assert (claims["verdict"] == "inconclusive").all()  # quick runs never decide
     assert res.metrics["rot_neuron_recovery_embed"] == 1.0 and res.metrics["rot_layer_acc_embed"] == 1.0
     assert res.metrics["rot_neuron_recovery_raw"] < 0.2
-    assert res.config["seed_alignment"] == "skipped"  # quick runs never train; these seeds are not cached
-    ov = res.tables["head_pairs"].query("circuit == 'OV' and rank == 0")
-    assert np.allclose(ov["score"].to_numpy(), res.arrays["head_ov_top_score"][2])
-    loaded = load_run(res.save(tmp_path))
+    assert res.arrays["align_seed_embed"].shape == (2, 2) and "align_seed_shuffled" in res.arrays
+    kk = res.tables["keepk"]
+    assert claims.loc["dar2023.transpose_approximates_pinv", "value"] == pytest.approx(kk[kk["k"] <= 100]["gap"].min())
+    assert res.findings and res.meta["headline"]
+    loaded = load_run(res.save(tmp_path / "runs"))
     assert isinstance(loaded, EmbeddingSpaceResult)
     titles = [t for t, _ in figures_for(loaded)]
-    assert "Consistency checks" in titles and "Rotated-copy alignment" in titles
-    with pytest.raises(ValueError, match="unknown embedding-space settings"):
-        run_experiment(tiny_llama, quick=True, bogus=1)
+    assert "Consistency checks" in titles and "Keep-k: E^T vs E^+" in titles and "Seed-pair alignment" in titles
+
+
+def test_unknown_config_key_and_bad_values_are_rejected():
+    with pytest.raises(ConfigError, match="bogus"):
+        Config.quick_preset(bogus=1)
+    with pytest.raises(ConfigError, match="keepk_by"):
+        Config.full_preset(keepk_by="median")
+    with pytest.raises(ConfigError, match="align_families"):
+        Config.full_preset(align_families=("value", "nope"))
+    assert Config.full_preset().jaccard_k == 100 and Config.full_preset().align_statistic == "mean"
+
+
+def test_load_dataset_validates_with_line_numbers(tiny_gpt2, tmp_path):
+    from interp.analyses.embedding_space import load_dataset
+    from interp.data.corpus import CorpusError
+
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"fine line\nsecond line\n\xff\xfe broken\n")
+    with pytest.raises(CorpusError, match=r"bad.txt:3: not valid UTF-8"):
+        load_dataset(tiny_gpt2, bad)
+    short = tmp_path / "short.txt"
+    short.write_text("only a few words\n")
+    with pytest.raises(CorpusError, match="only .* tokens"):
+        load_dataset(tiny_gpt2, short)
+    good = tmp_path / "good.txt"
+    good.write_text(("the cat sat on the mat. " * 40 + "\n\n") * 4)
+    ds = load_dataset(tiny_gpt2, good)
+    assert ds.n_tokens == len(tiny_gpt2.tokenizer(good.read_text(), add_special_tokens=False)["input_ids"])
+
+
+def test_resolve_layers():
+    from interp.analyses.embedding_space import resolve_layers
+
+    assert resolve_layers((), 4) == [0, 1, 2, 3]
+    assert resolve_layers((0, -1, 7, -1), 4) == [0, 3]

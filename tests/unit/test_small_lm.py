@@ -84,3 +84,39 @@ def test_unusable_device_is_named_and_nothing_is_written(device, tmp_path, corpu
 def test_load_rejects_non_model_folder(tmp_path):
     with pytest.raises(SmallLMError, match="config.json"):
         load_small_lm(tmp_path)
+
+
+def test_top_vocab_and_remap_match_counter():
+    from collections import Counter
+
+    from interp.models.small_lm import remap_tokens, top_vocab
+
+    data = torch.tensor([[5, 5, 5, 2, 2, 9], [9, 9, 9, 9, 1, 7]])
+    kept = top_vocab(data, 4, 12)
+    c = Counter(data.flatten().tolist())
+    assert kept.tolist() == [t for t, _ in sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))[:3]]  # [9, 5, 2]
+    mapped = remap_tokens(data, kept, 12)
+    assert mapped.tolist() == [[1, 1, 1, 2, 2, 0], [0, 0, 0, 0, 3, 3]]  # 1 and 7 -> UNK (id 3)
+
+
+def test_reduced_vocabulary_model_trains_saves_and_records_its_tokens(tmp_path, corpus_file):
+    from interp.models.small_lm import load_kept_tokens, remap_tokens
+
+    out = tmp_path / "v"
+    model, stats = train_small_lm(arch="gpt2", seed=0, n_layers=1, d_model=16, n_heads=2, steps=4, seq_len=16, batch=2,
+                                  n_heldout=4, corpus=corpus_file, out_dir=out, vocab_top=12)
+    kept = load_kept_tokens(out)
+    assert model.cfg.d_vocab == 12 and len(kept) == 11 and stats["config"]["vocab_top"] == 12
+    words = {model.tokenizer.decode([i]).strip() for i in kept}
+    assert words <= set(WORDS) | {"", "\n", "\n\n"}  # the corpus' own tokens
+    from interp.data.corpus import load_corpus
+
+    held = load_corpus(corpus_file).token_sequences(model.tokenizer, 16, None, split="heldout")
+    held = remap_tokens(held[torch.randperm(held.shape[0], generator=torch.Generator().manual_seed(10_000))[:4]],
+                        torch.tensor(kept), len(model.tokenizer))
+    with torch.no_grad():
+        logits = model(held)
+        loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 12), held[:, 1:].reshape(-1))
+    assert float(loss) == pytest.approx(stats["heldout_loss"], rel=1e-4)
+    assert find_small_lm(arch="gpt2", seed=0, n_layers=1, d_model=16, n_heads=2, steps=4, seq_len=16, batch=2, n_heldout=4,
+                         corpus=corpus_file, out_dir=out, vocab_top=12) == out

@@ -8,9 +8,13 @@ Pearson correlation of ``x P1`` and ``y P2`` over the V tokens is
     corr = x K12 y^T / sqrt(x K11 x^T * y K22 y^T),   Kab = Pa Pb^T - V * ma mb^T
 
 with ``ma`` the vocabulary mean of Pa's columns — so only d x d kernels are built, never
-a V-length vector per parameter. Per layer pair (a, b) the block score is the mean over
-model-1 vectors of the best |corr| among model-2 vectors of layer b; layers are matched
-with the Hungarian algorithm (`scipy.optimize.linear_sum_assignment`).
+a V-length vector per parameter. Per layer pair (a, b) the block score is, as in the paper,
+the mean |corr| over all pairs of a model-1 vector of layer a and a model-2 vector of
+layer b (``statistic="mean"``); ``statistic="best"`` (a named extension) averages each
+model-1 vector's best |corr| instead. Layers are matched with the Hungarian algorithm
+(`scipy.optimize.linear_sum_assignment`). Families: MLP value / key / gate vectors and
+the attention parameters (rows of W_O per head: "attn_o", read with the unembedding;
+columns of W_Q / W_K / W_V: "attn_q", "attn_k", "attn_v", read with the embedding).
 
 `rotate_permute` makes the control: residual basis rotated by a random orthogonal Q and
 neurons permuted per layer. For RMSNorm models with norm gains folded this computes the
@@ -29,7 +33,7 @@ from jaxtyping import Float, Int
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
-from interp.analyses.embedding_project import (
+from interp.analyses.embedding_space.project import (
     EmbeddingSpaceError,
     Mode,
     model_projector,
@@ -38,7 +42,21 @@ from interp.analyses.embedding_project import (
 )
 from interp.core.model import HookedModel
 
-READ_SIDE = {"value": "unembed", "key": "embed", "gate": "embed"}
+READ_SIDE = {"value": "unembed", "key": "embed", "gate": "embed",
+             "attn_o": "unembed", "attn_q": "embed", "attn_k": "embed", "attn_v": "embed"}
+ATTN_FAMILIES = ("attn_q", "attn_k", "attn_v", "attn_o")
+
+
+def param_vectors(w, layer: int, family: str) -> Tensor:
+    """Vectors of one parameter family of a layer, each a d_model row (see module docstring)."""
+    if family in ("value", "key", "gate"):
+        return neuron_vectors(w, layer, family)
+    if family == "attn_o":
+        return w.W_O[layer].reshape(-1, w.W_O.shape[-1])
+    if family in ("attn_q", "attn_k", "attn_v"):
+        W = {"attn_q": w.W_Q, "attn_k": w.W_K, "attn_v": w.W_V}[family][layer]  # [head, d_model, d_head]
+        return W.permute(0, 2, 1).reshape(-1, W.shape[1])
+    raise EmbeddingSpaceError(f"unknown parameter family {family!r}; use {', '.join(READ_SIDE)}")
 
 
 @dataclass
@@ -66,18 +84,29 @@ def model_param_space(
     n_neurons: int | None = None,
     seed: int = 0,
 ) -> ParamSpace:
-    """Neuron families (value / key / gate) of ``layers``, optionally ``n_neurons`` per layer."""
+    """Parameter families of ``layers`` (default: MLP value / key / gate), optionally
+    ``n_neurons`` random vectors per layer (the same positions in every family of equal size).
+
+    MLP families have d_mlp vectors a layer, attention families n_heads * d_head; mixing
+    them with ``n_neurons=None`` keeps each family whole (``neuron_ids`` then follow the
+    first family)."""
     w = model.weights(fold_norms=True)
     families = list(families or neuron_kinds(model))
     layers = list(range(model.cfg.n_layers)) if layers is None else list(layers)
     g = torch.Generator().manual_seed(seed)
+    vectors: dict[str, list[Tensor]] = {f: [] for f in families}
     ids = []
-    for _ in layers:
-        if n_neurons is None or n_neurons >= model.cfg.d_mlp:
-            ids.append(torch.arange(model.cfg.d_mlp))
+    for layer in layers:
+        full = {f: param_vectors(w, layer, f) for f in families}
+        n_all = min(v.shape[0] for v in full.values())
+        if n_neurons is None or n_neurons >= n_all:
+            keep = None
+            ids.append(torch.arange(full[families[0]].shape[0]))
         else:
-            ids.append(torch.randperm(model.cfg.d_mlp, generator=g)[:n_neurons].sort().values)
-    vectors = {f: [neuron_vectors(w, layer, f)[i] for layer, i in zip(layers, ids, strict=False)] for f in families}
+            keep = torch.randperm(n_all, generator=g)[:n_neurons].sort().values
+            ids.append(keep)
+        for f in families:
+            vectors[f].append(full[f] if keep is None else full[f][keep])
     projectors = {f: model_projector(model, READ_SIDE[f], mode) for f in families}
     return ParamSpace(vectors, projectors, ids)
 
@@ -85,7 +114,8 @@ def model_param_space(
 def subsample(space: ParamSpace, n: int, seed: int = 0) -> ParamSpace:
     """Keep ``n`` random vectors per layer (same positions in every family)."""
     g = torch.Generator().manual_seed(seed)
-    keep = [torch.randperm(len(i), generator=g)[: min(n, len(i))].sort().values for i in space.neuron_ids]
+    sizes = [min(vs[layer].shape[0] for vs in space.vectors.values()) for layer in range(space.n_layers)]
+    keep = [torch.randperm(m, generator=g)[: min(n, m)].sort().values for m in sizes]
     vecs = {f: [v[k] for v, k in zip(vs, keep, strict=False)] for f, vs in space.vectors.items()}
     return ParamSpace(vecs, space.projectors, [i[k] for i, k in zip(space.neuron_ids, keep, strict=False)])
 
@@ -106,7 +136,11 @@ def rotate_permute(space: ParamSpace, seed: int = 0) -> tuple[ParamSpace, Tensor
     Q = random_orthogonal(d, seed)
     g = torch.Generator().manual_seed(seed + 1)
     perms = [torch.randperm(len(i), generator=g) for i in space.neuron_ids]
-    vecs = {f: [v[p] @ Q for v, p in zip(vs, perms, strict=False)] for f, vs in space.vectors.items()}
+
+    def perm_for(v: Tensor, p: Tensor) -> Tensor:  # families of another size than neuron_ids are permuted on their own
+        return p if v.shape[0] == p.numel() else torch.randperm(v.shape[0], generator=g)
+
+    vecs = {f: [v[perm_for(v, p)] @ Q for v, p in zip(vs, perms, strict=False)] for f, vs in space.vectors.items()}
     projs = {f: Q.T @ P for f, P in space.projectors.items()}
     return ParamSpace(vecs, projs, [i[p] for i, p in zip(space.neuron_ids, perms, strict=False)]), Q, perms
 
@@ -166,10 +200,12 @@ def raw_corr(X: Float[Tensor, "n1 d"], Y: Float[Tensor, "n2 d"]) -> Float[Tensor
 class Alignment:
     """Layer-pair block scores, the Hungarian matching and neuron-level summaries."""
 
-    scores: np.ndarray  # [L1, L2] mean best |corr|
+    scores: np.ndarray  # [L1, L2] block statistic (mean |corr| over pairs, or mean best |corr|)
     match: np.ndarray  # [L1] matched layer of model 2 for each layer of model 1
     best_layer: np.ndarray  # [L1, n1] layer of model 2 holding each vector's best match
     best_index: np.ndarray  # [L1, n1] index (within that layer) of the best match
+    row_scores: dict = field(default_factory=dict)  # family -> list over layers a of [n_a, L2] per-vector block values
+    statistic: str = "mean"
 
     @property
     def layer_accuracy(self) -> float:
@@ -202,6 +238,23 @@ class Alignment:
         off = (s.sum() - np.trace(s)) / (s.size - s.shape[0])
         return float(np.trace(s) / s.shape[0] - off)
 
+    def bootstrap_contrast(self, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
+        """Diagonal contrast recomputed on resampled model-1 vectors (within each family and
+        layer): the sampling spread of `diagonal_contrast`."""
+        if not self.row_scores or self.scores.shape[0] != self.scores.shape[1] or self.scores.shape[0] < 2:
+            return np.full(n_boot, np.nan)
+        rng = np.random.default_rng(seed)
+        L = self.scores.shape[0]
+        out = np.empty(n_boot)
+        fams = list(self.row_scores)
+        for b in range(n_boot):
+            s = np.zeros_like(self.scores)
+            for f in fams:
+                for a, rows in enumerate(self.row_scores[f]):
+                    s[a] += rows[rng.integers(0, rows.shape[0], rows.shape[0])].mean(0) / len(fams)
+            out[b] = np.trace(s) / L - (s.sum() - np.trace(s)) / (s.size - L)
+        return out
+
 
 def align(
     space1: ParamSpace,
@@ -209,11 +262,16 @@ def align(
     families: Sequence[str] | None = None,
     raw: bool = False,
     subset: Int[Tensor, " m"] | None = None,
+    statistic: str = "best",
 ) -> Alignment:
-    """Block scores between every layer pair, averaged over neuron families, and matching.
+    """Block scores between every layer pair, averaged over parameter families, and matching.
 
     ``raw=True`` correlates raw parameter coordinates instead of vocabulary projections.
+    ``statistic``: "mean" (the paper's: mean |corr| over all vector pairs of the block) or
+    "best" (each model-1 vector's best |corr| in the block, averaged).
     """
+    if statistic not in ("mean", "best"):
+        raise EmbeddingSpaceError(f"unknown block statistic {statistic!r}; use 'mean' or 'best'")
     families = list(families or [f for f in space1.vectors if f in space2.vectors])
     if not families:
         raise EmbeddingSpaceError("the two parameter spaces share no neuron family")
@@ -223,16 +281,19 @@ def align(
     best_val = np.full((L1, n1), -np.inf)
     best_layer = np.zeros((L1, n1), dtype=np.int64)
     best_index = np.zeros((L1, n1), dtype=np.int64)
+    row_scores: dict[str, list[np.ndarray]] = {}
     for f in families:
         K = None if raw else vocab_kernels(space1.projectors[f], space2.projectors[f], subset)
         Y = torch.cat(space2.vectors[f])
         bounds = np.cumsum([0] + [v.shape[0] for v in space2.vectors[f]])
+        row_scores[f] = []
         for a, X in enumerate(space1.vectors[f]):
             C = (raw_corr(X, Y) if raw else projected_corr(X, Y, K)).abs().numpy()
-            for b in range(L2):
-                blk = C[:, bounds[b] : bounds[b + 1]]
-                scores[a, b] += blk.max(1).mean() / len(families)
-            if f == families[0]:
+            rows = np.stack([(C[:, bounds[b] : bounds[b + 1]].mean(1) if statistic == "mean" else C[:, bounds[b] : bounds[b + 1]].max(1))
+                             for b in range(L2)], axis=1)  # [n_a, L2]
+            row_scores[f].append(rows)
+            scores[a] += rows.mean(0) / len(families)
+            if f == families[0] and X.shape[0] <= n1:
                 j = C.argmax(1)
                 lay = np.searchsorted(bounds, j, side="right") - 1
                 best_layer[a, : len(j)] = lay
@@ -241,7 +302,7 @@ def align(
     full = np.full(L1, -1)
     rows, cols = linear_sum_assignment(-scores)
     full[rows] = cols
-    return Alignment(scores, full, best_layer, best_index)
+    return Alignment(scores, full, best_layer, best_index, row_scores, statistic)
 
 
 def neuron_recovery(al: Alignment, space1: ParamSpace, space2: ParamSpace) -> float:

@@ -1,28 +1,32 @@
-"""`interp run embedding-space`: parameters read in vocabulary space (Dar et al. 2022).
+"""`interp run embedding-space`: parameters read in vocabulary space (Dar et al. 2022/2023).
 
-What one run measures (building blocks in `embedding_project`, `embedding_checks`,
-`embedding_align`):
-  1. MLP neurons (value, key; gate for gated MLPs) and head OV / QK circuits as top
-     tokens / token pairs, on a vocabulary subset (frequent corpus tokens by default);
-  2. consistency: recall@k of the strongest neuron's value tokens inside the hidden
-     state's top-k (logit lens) vs a shuffled-position baseline, and key/value Jaccard of
-     the same neuron vs random neuron pairs;
-  3. pseudo-inverse vs transpose projections (top-k agreement, conditioning of E);
-  4. alignment with a rotated-and-permuted copy (raw vs embedding space);
-  5. alignment of two small LMs trained locally from different seeds (if trained or
-     cached; quick runs never train), over the same kind of token subset as 1 (built
-     with the small LMs' tokenizer) and over the whole vocabulary.
+What one run measures (building blocks in `project`, `checks`, `keepk`, `align`):
+  1. MLP neurons (value, key; gate for gated MLPs) and head OV / QK circuits as top tokens
+     / token pairs on a token subset (display tables; raw E for head pairs, as the paper);
+  2. key/value Jaccard as the paper computes it (absolute top-100, same neuron vs random
+     pairing), with the earlier signed top-20 variant as an extension;
+  3. parameter vs hidden state: recall of the hidden state's top tokens in the union of the
+     top-5 active neurons' top-50 value tokens, vs 5 random neurons;
+  4. E^T vs E^+ by the paper's keep-k criterion (inner products after keep-k, a curve over
+     k) with a random-keep control; the top-k Jaccard of the two and E's conditioning as an
+     extension;
+  5. alignment with a rotated-and-permuted copy (exact invariance check: raw vs embedding);
+  6. cross-model alignment of two small LMs trained from different seeds by the run itself
+     (cached after the first run), MLP and attention parameters, the paper's block statistic
+     (mean |corr|), vs the same with model 2's vocabulary shuffled, and in raw space.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
-from interp.analyses.embedding_align import (
+from interp.analyses.embedding_space.align import (
     Alignment,
     ParamSpace,
     align,
@@ -31,21 +35,32 @@ from interp.analyses.embedding_align import (
     rotate_permute,
     subsample,
 )
-from interp.analyses.embedding_checks import jaccard, key_value_jaccard, unseen_token_offset, value_hidden_recall
-from interp.analyses.embedding_project import (
+from interp.analyses.embedding_space.checks import (
+    jaccard,
+    key_value_jaccard,
+    key_value_jaccard_abs,
+    value_union_recall,
+)
+from interp.analyses.embedding_space.claims import CLAIMS, AlignmentEvidence, KeepKEvidence
+from interp.analyses.embedding_space.config import Config
+from interp.analyses.embedding_space.keepk import corr_with_ci, gap_with_ci, keepk_inner_products
+from interp.analyses.embedding_space.project import (
     head_factors,
     model_projector,
     neuron_kinds,
     neuron_vectors,
+    pinv_projector,
     project_topk,
-    token_counts,
     token_matrix,
     topk_pairs,
     vocab_filter,
 )
+from interp.claims import Evidence, attach_claims, evidence_from_samples
 from interp.core.model import HookedModel
-from interp.models.small_lm import SEED_PAIR_SETTINGS
-from interp.results import Result, register_result_kind, timed
+from interp.progress import progress, stage
+from interp.results import Result, register_result_kind
+
+EXPERIMENT = "embedding-space"
 
 
 @register_result_kind
@@ -55,37 +70,66 @@ class EmbeddingSpaceResult(Result):
     kind = "embedding-space"
 
 
-def default_config(model: HookedModel, quick: bool) -> dict[str, Any]:
-    """Every knob of a run; quick settings keep SmolLM2 under ~2 minutes."""
-    L = model.cfg.n_layers
-    few = sorted({0, L // 2, L - 1})
-    return {
-        "vocab_filter": "frequent",
-        "vocab_size": 2000 if quick else 5000,
-        "corpus": "enwiki",
-        "k": 20,
-        "pair_k": 10,
-        "pair_layers": few if quick else list(range(L)),
-        "neuron_layers": few,
-        "neurons_per_layer": 3,
-        "jaccard_neurons": 128 if quick else None,
-        "recall_seqs": 4 if quick else 16,
-        "recall_seq_len": 32 if quick else 64,
-        "align_layers": list(range(0, L, max(1, L // 6))) if quick else list(range(L)),
-        "align_query_neurons": 24 if quick else 64,
-        "align_vocab": "subset" if quick else "all",
-        "pinv_neurons": 64 if quick else 256,
-        "seed_models": {**SEED_PAIR_SETTINGS, "seeds": [0, 1]},
-        "train_seed_models": not quick,
-        "align_small_lms": True,
-        "mode": "transpose",
-        "chunk": 1024,
-    }
+# ---------------------------------------------------------------------- dataset
+@dataclass(frozen=True)
+class CorpusFile:
+    """A user's corpus text file, validated (`load_dataset`)."""
+
+    path: Path
+    n_lines: int
+    n_tokens: int
+
+    def __repr__(self) -> str:
+        return f"CorpusFile({str(self.path)!r}, {self.n_lines} lines, {self.n_tokens} tokens)"
 
 
-# ---------------------------------------------------------------------- pieces
+def load_dataset(model: HookedModel, path: str | Path, min_tokens: int = 256) -> CorpusFile:
+    """Validate a plain-text corpus file for token statistics and hidden states.
+
+    Errors name the file and line: undecodable UTF-8, or too little text (fewer than
+    ``min_tokens`` tokens with the model's tokenizer). Paragraphs are separated by blank lines.
+    """
+    from interp.data.corpus import CorpusError
+
+    path = Path(path)
+    if not path.is_file():
+        raise CorpusError(f"{path}: no such file")
+    raw = path.read_bytes()
+    lines = raw.split(b"\n")
+    for i, line in enumerate(lines, start=1):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise CorpusError(f"{path}:{i}: not valid UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    text = raw.decode("utf-8")
+    if not text.strip():
+        raise CorpusError(f"{path}:1: the file holds no text")
+    n_tok = len(model.tokenizer(text, add_special_tokens=False)["input_ids"])
+    if n_tok < min_tokens:
+        raise CorpusError(f"{path}:{len(lines)}: only {n_tok} tokens; the analysis needs at least {min_tokens}")
+    return CorpusFile(path.resolve(), len(lines), n_tok)
+
+
+# ---------------------------------------------------------------------- helpers
+def resolve_layers(layers: tuple[int, ...] | list[int], n_layers: int) -> list[int]:
+    """Negative indices count from the end; empty means every layer; out-of-range ones are dropped."""
+    if not layers:
+        return list(range(n_layers))
+    out = []
+    for layer in layers:
+        i = layer + n_layers if layer < 0 else layer
+        if 0 <= i < n_layers and i not in out:
+            out.append(i)
+    return sorted(out)
+
+
+def _decode(model: HookedModel, ids) -> list[str]:
+    return [model.tokenizer.decode([int(i)]) for i in ids]
+
+
+# ---------------------------------------------------------------------- display tables
 def neuron_table(model: HookedModel, layers: list[int], per_layer: int, k: int, subset) -> pd.DataFrame:
-    """Top tokens of the largest-norm value vectors of some layers (and their keys)."""
+    """Top / bottom tokens of the largest-norm value vectors of some layers (and their keys)."""
     w = model.weights(fold_norms=True)
     P = {"value": model_projector(model, "unembed"), "key": model_projector(model, "embed"), "gate": model_projector(model, "embed")}
     rows = []
@@ -96,50 +140,102 @@ def neuron_table(model: HookedModel, layers: list[int], per_layer: int, k: int, 
             _, top = project_topk(vecs, P[kind], k, subset)
             _, bottom = project_topk(vecs, P[kind], k, subset, largest=False)
             for n, t, b in zip(order.tolist(), top, bottom, strict=False):
-                rows.append({
-                    "layer": layer, "neuron": n, "kind": kind,
-                    "top_tokens": " | ".join(model.tokenizer.decode([i]) for i in t[:k].tolist()),
-                    "bottom_tokens": " | ".join(model.tokenizer.decode([i]) for i in b[:k].tolist()),
-                })
+                rows.append({"layer": layer, "neuron": n, "kind": kind,
+                             "top_tokens": " | ".join(_decode(model, t[:k].tolist())),
+                             "bottom_tokens": " | ".join(_decode(model, b[:k].tolist()))})
     return pd.DataFrame(rows)
 
 
 def head_pairs(
-    model: HookedModel, layers: list[int], k: int, subset, chunk: int
+    model: HookedModel, layers: list[int], k: int, subset, chunk: int, normalize_inputs: bool = False
 ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
-    """Top-k OV and QK token pairs of every head of ``layers`` (+ per-head top scores)."""
+    """Top-k OV and QK token pairs of every head of ``layers`` (+ per-head top scores); raw E by default."""
     L, H = model.cfg.n_layers, model.cfg.n_heads
     top = {c: np.full((L, H), np.nan) for c in ("OV", "QK")}
     rows = []
-    dec = model.tokenizer.decode
-    for layer in layers:
-        for head in range(H):
-            for circuit in ("OV", "QK"):
-                A, B = head_factors(model, layer, head, circuit, subset=subset)
-                tp = topk_pairs(A, B, k, chunk)
-                r = tp.rows if subset is None else subset[tp.rows]
-                c = tp.cols if subset is None else subset[tp.cols]
-                top[circuit][layer, head] = float(tp.scores[0])
-                for rank, (s, i, j) in enumerate(zip(tp.scores.tolist(), r.tolist(), c.tolist(), strict=False)):
-                    rows.append({"layer": layer, "head": head, "circuit": circuit, "rank": rank, "score": s,
-                                 "row_token": dec([i]), "col_token": dec([j])})
+    jobs = [(layer, head) for layer in layers for head in range(H)]
+    for layer, head in progress(jobs, desc="head token pairs (heads)"):
+        for circuit in ("OV", "QK"):
+            A, B = head_factors(model, layer, head, circuit, subset=subset, normalize_inputs=normalize_inputs)
+            tp = topk_pairs(A, B, k, chunk)
+            r = tp.rows if subset is None else subset[tp.rows]
+            c = tp.cols if subset is None else subset[tp.cols]
+            top[circuit][layer, head] = float(tp.scores[0])
+            for rank, (s, i, j) in enumerate(zip(tp.scores.tolist(), r.tolist(), c.tolist(), strict=False)):
+                rows.append({"layer": layer, "head": head, "circuit": circuit, "rank": rank, "score": s,
+                             "row_token": model.tokenizer.decode([i]), "col_token": model.tokenizer.decode([j])})
     return pd.DataFrame(rows), {"head_ov_top_score": top["OV"], "head_qk_top_score": top["QK"]}
 
 
+# ---------------------------------------------------------------------- E^T vs E^+
 def pinv_vs_transpose(model: HookedModel, n: int, k: int, subset, seed: int) -> dict[str, float]:
-    """Top-k agreement (Jaccard) of value projections with E^T vs E^+, and E's conditioning."""
+    """Extension: top-k agreement (Jaccard) of value projections with E^T vs E^+, and E's conditioning."""
     w = model.weights(fold_norms=True)
     E = token_matrix(model, "unembed")
     g = torch.Generator().manual_seed(seed)
-    vecs = torch.cat([neuron_vectors(w, layer, "value")[torch.randperm(model.cfg.d_mlp, generator=g)[: max(1, n // model.cfg.n_layers)]]
+    per = max(1, n // model.cfg.n_layers)
+    vecs = torch.cat([neuron_vectors(w, layer, "value")[torch.randperm(model.cfg.d_mlp, generator=g)[:per]]
                       for layer in range(model.cfg.n_layers)])
     _, a = project_topk(vecs, model_projector(model, "unembed", "transpose"), k, subset)
     _, b = project_topk(vecs, model_projector(model, "unembed", "pinv"), k, subset)
     s = torch.linalg.eigvalsh(E.T.double() @ E.double()).clamp_min(0).sqrt().flip(0)  # singular values of E
     s = s[s > s[0] * 1e-6]  # LayerNorm centring leaves one exact null direction
-    return {"pinv_vs_transpose_jaccard": float(jaccard(a, b).mean()), "E_condition_number": float(s[0] / s[-1])}
+    return {"pinv_vs_transpose_topk_jaccard": float(jaccard(a, b).mean()), "E_condition_number": float(s[0] / s[-1])}
 
 
+def hidden_state_pairs(
+    model: HookedModel, tokens: torch.Tensor, layers: list[int], n_pairs: int, seed: int
+) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """``n_pairs`` pairs of residual states (after a random layer of ``layers``, two distinct
+    positions, the first position of every sequence left out: its norm is atypical)."""
+    names = [f"blocks.{layer}.hook_resid_post" for layer in layers]
+    _, cache = model.run_with_cache(tokens, names, batch_size=8, return_logits=False)
+    g = torch.Generator().manual_seed(seed)
+    states = torch.stack([cache[n][:, 1:].reshape(-1, model.cfg.d_model).float() for n in names])  # [n_layers, n_pos, d]
+    n_pos = states.shape[1]
+    lay = torch.randint(0, len(layers), (n_pairs,), generator=g)
+    i = torch.randint(0, n_pos, (n_pairs,), generator=g)
+    j = (i + torch.randint(1, n_pos, (n_pairs,), generator=g)) % n_pos
+    return states[lay, i], states[lay, j], np.array(layers)[lay.numpy()]
+
+
+def keepk_curve(model: HookedModel, H1: torch.Tensor, H2: torch.Tensor, cfg: Config) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The keep-k table (one row per k: correlation with exact inner products for E^T, E^+ and
+    the random-keep control, and the E^T - E^+ gap with paired CIs) and the claim's pieces."""
+    E = token_matrix(model, "unembed").float()
+    V = E.shape[0]
+    ks = sorted({min(int(k), V) for k in cfg.keepk_ks})
+    exact = (H1.double() * H2.double()).sum(1).numpy()
+    PT, Pp = E.T, pinv_projector(E.double()).float()
+    H1, H2 = H1.float(), H2.float()
+    with stage("keep-k E^T", None, EXPERIMENT):
+        aT = keepk_inner_products(H1, H2, PT, E, ks, cfg.keepk_by, cfg.seed).numpy()
+    with stage("keep-k E^+", None, EXPERIMENT):
+        aP = keepk_inner_products(H1, H2, Pp, E, ks, cfg.keepk_by, cfg.seed).numpy()
+    with stage("keep-k random control", None, EXPERIMENT):
+        aR = keepk_inner_products(H1, H2, PT, E, ks, "random", cfg.seed).numpy()
+    rows = []
+    for n, k in enumerate(ks):
+        rT = corr_with_ci(exact, aT[n], cfg.n_boot, cfg.seed)
+        rP = corr_with_ci(exact, aP[n], cfg.n_boot, cfg.seed)
+        rR = corr_with_ci(exact, aR[n], cfg.n_boot, cfg.seed)
+        gap = gap_with_ci(exact, aT[n], aP[n], cfg.n_boot, cfg.seed)
+        gapR = gap_with_ci(exact, aR[n], aP[n], cfg.n_boot, cfg.seed)
+        rows.append({"k": k, "corr_transpose": rT[0], "corr_transpose_lo": rT[1], "corr_transpose_hi": rT[2],
+                     "corr_pinv": rP[0], "corr_pinv_lo": rP[1], "corr_pinv_hi": rP[2],
+                     "corr_random_keep": rR[0], "gap": gap[0], "gap_lo": gap[1], "gap_hi": gap[2], "gap_random_keep": gapR[0]})
+    df = pd.DataFrame(rows)
+    interp = df[df["k"] <= cfg.keepk_interp_max]
+    if interp.empty:
+        interp = df.iloc[:1]
+    worst = interp.loc[interp["gap"].idxmin()]
+    last = df.iloc[-1]
+    crossing = df[df["gap"] < 0]
+    info = {"worst": worst, "last": last, "crossover_k": int(crossing["k"].iloc[0]) if len(crossing) else None}
+    return df, info
+
+
+# ---------------------------------------------------------------------- alignment
 def _align_metrics(prefix: str, emb: Alignment, raw: Alignment | None) -> dict[str, float]:
     out = {f"{prefix}_layer_acc_embed": emb.layer_accuracy, f"{prefix}_same_layer_embed": emb.same_layer_fraction,
            f"{prefix}_same_layer_chance_embed": emb.same_layer_chance, f"{prefix}_diag_contrast_embed": emb.diagonal_contrast()}
@@ -149,170 +245,228 @@ def _align_metrics(prefix: str, emb: Alignment, raw: Alignment | None) -> dict[s
     return out
 
 
-def rotated_copy_alignment(model: HookedModel, cfg: dict[str, Any], subset, seed: int) -> tuple[dict, dict]:
-    """Align the model with a rotated-and-permuted copy of itself, raw vs embedding space."""
-    full = model_param_space(model, layers=cfg["align_layers"], mode=cfg["mode"])
-    if cfg["align_vocab"] == "subset" and subset is not None:  # correlate over the token subset only
+def rotated_copy_alignment(model: HookedModel, cfg: Config, subset) -> tuple[dict, dict]:
+    """Align the model with a rotated-and-permuted copy of itself, raw vs embedding space (MLP families)."""
+    layers = resolve_layers(cfg.align_layers, model.cfg.n_layers)
+    full = model_param_space(model, layers=layers, mode=cfg.mode)
+    if cfg.align_vocab == "subset" and subset is not None:  # correlate over the token subset only
         full = ParamSpace(full.vectors, {f: P[:, subset] for f, P in full.projectors.items()}, full.neuron_ids)
-    copy, _, _ = rotate_permute(full, seed=seed)
-    query = subsample(full, cfg["align_query_neurons"], seed=seed)
+    copy, _, _ = rotate_permute(full, seed=cfg.seed)
+    query = subsample(full, cfg.align_query_neurons, seed=cfg.seed)
     emb = align(query, copy)
     raw = align(query, copy, raw=True)
     m = _align_metrics("rot", emb, raw)
     m["rot_neuron_recovery_embed"] = neuron_recovery(emb, query, copy)
     m["rot_neuron_recovery_raw"] = neuron_recovery(raw, query, copy)
-    return m, {"align_rot_embed": emb.scores, "align_rot_raw": raw.scores}
+    return m, {"align_rot_embed": emb.scores, "align_rot_raw": raw.scores, "align_layers": np.array(layers)}
+
+
+def shuffle_vocab(space: ParamSpace, seed: int = 0) -> ParamSpace:
+    """The same parameters with the vocabulary's token order shuffled in every projector
+    (one permutation for all families): token correspondence between models is broken."""
+    V = next(iter(space.projectors.values())).shape[1]
+    perm = torch.randperm(V, generator=torch.Generator().manual_seed(seed))
+    return ParamSpace(space.vectors, {f: P[:, perm] for f, P in space.projectors.items()}, space.neuron_ids)
 
 
 def seed_pair_alignment(
-    model_a: HookedModel, model_b: HookedModel, subset=None, n_query: int | None = None, seed: int = 0
-) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-    """Align two independently trained models sharing a tokenizer (raw vs embedding space).
+    model_a: HookedModel,
+    model_b: HookedModel,
+    families: tuple[str, ...] | list[str] | None = None,
+    subset=None,
+    n_query: int | None = None,
+    statistic: str = "mean",
+    seed: int = 0,
+) -> tuple[dict[str, float], dict[str, np.ndarray], dict[str, Alignment]]:
+    """Align two models sharing a vocabulary: embedding space, shuffled-vocabulary control,
+    raw space (equal widths) and the best-match extension.
 
-    Correlations run over ``subset`` (token ids) when given, else the whole vocabulary. On
-    small corpora most of the vocabulary is never seen in training; those tokens' shared
-    embedding offset then dominates every correlation (see docs/REPRODUCTION.md), so the
-    experiment passes the frequent-token subset and reports the whole-vocabulary numbers
-    beside it (``*_allvocab``).
+    Returns (metrics, arrays, alignments) with alignments "embed", "shuffled", "raw", "best".
     """
     if model_a.cfg.d_vocab != model_b.cfg.d_vocab:
         raise ValueError(f"models have different vocabularies ({model_a.cfg.d_vocab} vs {model_b.cfg.d_vocab})")
-    sa, sb = model_param_space(model_a), model_param_space(model_b)
+    fams = [f for f in (families or neuron_kinds(model_a)) if f != "gate" or (model_a.cfg.gated_mlp and model_b.cfg.gated_mlp)]
+    sa, sb = model_param_space(model_a, fams), model_param_space(model_b, fams)
     if n_query is not None:
         sa = subsample(sa, n_query, seed)
-    emb = align(sa, sb, subset=subset)
-    raw = align(sa, sb, raw=True) if model_a.cfg.d_model == model_b.cfg.d_model else None
-    metrics = _align_metrics("seed", emb, raw)
-    arrays = {"align_seed_embed": emb.scores}
-    if raw is not None:
-        arrays["align_seed_raw"] = raw.scores
-    if subset is not None:
-        whole = align(sa, sb)
-        metrics.update({f"{k}_allvocab": v for k, v in _align_metrics("seed", whole, None).items()})
-        arrays["align_seed_embed_allvocab"] = whole.scores
-    return metrics, arrays
+    out = {"embed": align(sa, sb, subset=subset, statistic=statistic),
+           "shuffled": align(sa, shuffle_vocab(sb, seed + 7), subset=subset, statistic=statistic),
+           "best": align(sa, sb, subset=subset, statistic="best")}
+    if model_a.cfg.d_model == model_b.cfg.d_model:
+        out["raw"] = align(sa, sb, raw=True, statistic=statistic)
+    metrics = _align_metrics("seed", out["embed"], out.get("raw"))
+    metrics["seed_diag_contrast_shuffled"] = out["shuffled"].diagonal_contrast()
+    metrics["seed_layer_acc_shuffled"] = out["shuffled"].layer_accuracy
+    metrics["seed_diag_contrast_best_embed"] = out["best"].diagonal_contrast()
+    metrics["seed_layer_acc_best_embed"] = out["best"].layer_accuracy
+    arrays = {f"align_seed_{k}": v.scores for k, v in out.items()}
+    return metrics, arrays, out
 
 
-def unseen_token_control(
-    model_a: HookedModel, model_b: HookedModel, corpus: str
-) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-    """Why whole-vocabulary alignment is weak: tokens never seen in ``corpus``' training split
-    share one offset in model A's unembedding; aligning over those tokens alone is the control."""
-    seen = token_counts(model_a.tokenizer, corpus)[: model_a.cfg.d_vocab] > 0
-    seen = torch.cat([seen, seen.new_zeros(model_a.cfg.d_vocab - seen.numel())])
-    off = unseen_token_offset(token_matrix(model_a, "unembed"), seen)
-    metrics = {f"seed_vocab_{k}": v for k, v in off.items()}
-    arrays: dict[str, np.ndarray] = {}
-    unseen = torch.nonzero(~seen).squeeze(1)
-    if unseen.numel() > 1:
-        al = align(model_param_space(model_a), model_param_space(model_b), subset=unseen)
-        metrics.update({f"{k}_unseen": v for k, v in _align_metrics("seed", al, None).items()})
-        arrays["align_seed_embed_unseen"] = al.scores
-    return metrics, arrays
+def train_pair(cfg: Config) -> tuple[list[HookedModel], list[dict]]:
+    """The two seed-pair models of ``cfg`` (trained on first use, then loaded from the cache)."""
+    from interp.models.small_lm import fit_small_lm, load_small_lm
 
-
-def small_lm_pair(cfg: dict[str, Any], train: bool) -> tuple[list[HookedModel], list[dict]] | None:
-    """The two small LMs of ``cfg['seed_models']``: trained if ``train``, else only if cached."""
-    from interp.models.small_lm import find_small_lm, load_small_lm, load_stats, train_small_lm
-
-    spec = {k: v for k, v in cfg["seed_models"].items() if k != "seeds"}
     models, stats = [], []
-    if train:
-        for s in cfg["seed_models"]["seeds"]:
-            m, st = train_small_lm(seed=s, verbose=True, **spec)  # ~37 min a seed on 2 CPU cores: show progress
-            models.append(m)
-            stats.append(st)
-        return models, stats
-    folders = [find_small_lm(seed=s, **spec) for s in cfg["seed_models"]["seeds"]]
-    if any(f is None for f in folders):
-        return None
-    for f in folders:
-        models.append(load_small_lm(f))
-        stats.append(load_stats(f))
+    for s in cfg.pair_seeds[:2]:
+        st = fit_small_lm(arch=cfg.pair_arch, seed=int(s), n_layers=cfg.pair_n_layers, d_model=cfg.pair_d_model,
+                          n_heads=cfg.pair_n_heads, steps=cfg.pair_steps, corpus=cfg.pair_corpus, seq_len=cfg.pair_seq_len,
+                          batch=cfg.pair_batch, lr=cfg.pair_lr, vocab_top=cfg.pair_vocab or None, verbose=True)
+        models.append(load_small_lm(st["path"]))
+        stats.append(st)
     return models, stats
 
 
 # ---------------------------------------------------------------------- experiment
-def run_experiment(model: HookedModel, quick: bool = False, seed: int = 0, **overrides: Any) -> EmbeddingSpaceResult:
-    """All embedding-space measurements on ``model`` (see module docstring)."""
-    cfg = default_config(model, quick)
-    unknown = set(overrides) - set(cfg)
-    if unknown:
-        raise ValueError(f"unknown embedding-space settings {sorted(unknown)}; known: {sorted(cfg)}")
-    cfg.update(overrides)
+def run_experiment(model: HookedModel, config: Config | None = None, dataset: CorpusFile | None = None) -> EmbeddingSpaceResult:
+    """All embedding-space measurements on ``model`` (see module docstring); ``dataset`` (a
+    `load_dataset` corpus file) replaces ``config.corpus``."""
+    cfg = config if config is not None else Config.full_preset()
+    if not isinstance(cfg, Config):
+        raise TypeError(f"config must be an embedding_space.Config, got {type(cfg).__name__}")
+    if len(cfg.pair_seeds) < 2 and cfg.align_pair:
+        from interp.config import ConfigError
+
+        raise ConfigError("Config.pair_seeds needs two seeds to align a pair")
+    if dataset is not None:
+        cfg = cfg.replace(corpus=str(dataset.path))
+    L = model.cfg.n_layers
     timings: dict[str, float] = {}
     metrics: dict[str, float] = {}
     arrays: dict[str, np.ndarray] = {}
     tables: dict[str, pd.DataFrame] = {}
     notes: list[str] = []
-    torch.manual_seed(seed)
-    with timed(timings, "vocab_filter"):
-        subset = vocab_filter(model, cfg["vocab_filter"], cfg["vocab_size"], cfg["corpus"])
-    metrics["vocab_subset_size"] = float(model.cfg.d_vocab if subset is None else len(subset))
-    with timed(timings, "neurons"):
-        tables["neurons"] = neuron_table(model, cfg["neuron_layers"], cfg["neurons_per_layer"], 10, subset)
-    with timed(timings, "head_pairs"):
-        tables["head_pairs"], head_arrays = head_pairs(model, cfg["pair_layers"], cfg["pair_k"], subset, cfg["chunk"])
-        arrays.update(head_arrays)
-    with timed(timings, "jaccard"):
-        kinds = ["key", "gate"] if model.cfg.gated_mlp else ["key"]
-        for kind in kinds:
-            jac = key_value_jaccard(model, k=cfg["k"], subset=subset, n_neurons=cfg["jaccard_neurons"], key_kind=kind, seed=seed)
-            arrays[f"jaccard_{kind}_same"], arrays[f"jaccard_{kind}_random"] = jac["same"], jac["random"]
-            metrics[f"jaccard_{kind}_value_same"] = float(jac["same"].mean())
-            metrics[f"jaccard_{kind}_value_random"] = float(jac["random"].mean())
-    with timed(timings, "recall"):
+    findings: list[str] = []
+    evidence: dict[str, Evidence] = {}
+    torch.manual_seed(cfg.seed)
+    with torch.no_grad():
+        with stage("vocabulary", timings, EXPERIMENT):
+            subset = vocab_filter(model, cfg.vocab_filter, cfg.vocab_size, cfg.corpus)
+            claim_subset = subset if cfg.claim_vocab == "subset" else None
+        metrics["vocab_subset_size"] = float(model.cfg.d_vocab if subset is None else len(subset))
+        with stage("neurons", timings, EXPERIMENT):
+            tables["neurons"] = neuron_table(model, resolve_layers(cfg.neuron_layers, L), cfg.neurons_per_layer, 10, subset)
+        with stage("head_pairs", timings, EXPERIMENT):
+            tables["head_pairs"], head_arrays = head_pairs(model, resolve_layers(cfg.pair_layers, L), cfg.pair_k, subset,
+                                                           cfg.chunk, cfg.normalize_head_inputs)
+            arrays.update(head_arrays)
+        if len(tables["neurons"]):
+            r = tables["neurons"].query("kind == 'value'").iloc[0]
+            findings.append(f"L{r['layer']} neuron {r['neuron']} (largest value norm) promotes: {r['top_tokens']}")
+        hp = tables["head_pairs"]
+        if len(hp):
+            best = hp.query("circuit == 'OV'").sort_values("score", ascending=False).iloc[0]
+            findings.append(f"strongest OV pair: L{best['layer']}H{best['head']} {best['row_token']!r} -> {best['col_token']!r} "
+                            f"(score {best['score']:.3g})")
+
+        # -------------------------------------------------------------- key/value Jaccard
+        with stage("jaccard", timings, EXPERIMENT):
+            jac = key_value_jaccard_abs(model, k=cfg.jaccard_k, subset=claim_subset, n_neurons=cfg.jaccard_neurons, seed=cfg.seed)
+            arrays["jaccard_abs_same"], arrays["jaccard_abs_random"], arrays["jaccard_abs_layer"] = jac["same"], jac["random"], jac["layer"]
+            metrics["jaccard_abs_same"] = float(jac["same"].mean())
+            metrics["jaccard_abs_random"] = float(jac["random"].mean())
+            evidence["dar2023.key_value_share_tokens"] = evidence_from_samples(jac["same"], control_value=float(jac["random"].mean()),
+                                                                              seed=cfg.seed)
+            for kind in (["key", "gate"] if model.cfg.gated_mlp else ["key"]):  # extension: the earlier signed top-k variant
+                ext = key_value_jaccard(model, k=cfg.signed_jaccard_k, subset=subset, n_neurons=cfg.jaccard_neurons, key_kind=kind, seed=cfg.seed)
+                arrays[f"jaccard_{kind}_same"], arrays[f"jaccard_{kind}_random"] = ext["same"], ext["random"]
+                metrics[f"jaccard_signed_{kind}_value_same"] = float(ext["same"].mean())
+                metrics[f"jaccard_signed_{kind}_value_random"] = float(ext["random"].mean())
+        findings.append(f"key/value Jaccard (absolute top-{cfg.jaccard_k}): same neuron {metrics['jaccard_abs_same']:.3f} "
+                        f"vs random pairs {metrics['jaccard_abs_random']:.3f} over {len(jac['same'])} neurons")
+
+        # -------------------------------------------------------------- parameter vs hidden state
         from interp.data.corpus import load_corpus
 
-        tokens = load_corpus(cfg["corpus"]).token_sequences(
-            model.tokenizer, cfg["recall_seq_len"], cfg["recall_seqs"], split="heldout", seed=seed, prepend_bos=model.prepend_bos)
-        rec = value_hidden_recall(model, tokens, k=cfg["k"], subset=subset, seed=seed)
-        for hidden in ("final", "layer"):
-            arrays[f"recall_{hidden}"], arrays[f"recall_{hidden}_shuffled"] = rec[f"recall_{hidden}"], rec[f"shuffled_{hidden}"]
-            metrics[f"recall_at_k_{hidden}"] = float(rec[f"recall_{hidden}"].mean())
-            metrics[f"recall_at_k_{hidden}_shuffled"] = float(rec[f"shuffled_{hidden}"].mean())
-    with timed(timings, "pinv"):
-        metrics.update(pinv_vs_transpose(model, cfg["pinv_neurons"], cfg["k"], subset, seed))
-    with timed(timings, "align_rotated"):
-        m, a = rotated_copy_alignment(model, cfg, subset, seed)
-        metrics.update(m)
-        arrays.update(a)
-    with timed(timings, "align_seeds"):
-        pair = small_lm_pair(cfg, train=cfg["train_seed_models"]) if cfg["align_small_lms"] else None
-        if not cfg["align_small_lms"]:
-            cfg["seed_alignment"] = "disabled"
-        elif pair is None:
-            notes.append("seed alignment skipped: the two small LMs are not cached; run "
-                         "experiments/train_small_lm.py --preset seed-pair --seed 0 and --seed 1 (or a full run) first")
-            cfg["seed_alignment"] = "skipped"
+        with stage("recall", timings, EXPERIMENT):
+            tokens = load_corpus(cfg.corpus).token_sequences(model.tokenizer, cfg.recall_seq_len, cfg.recall_seqs, split="heldout",
+                                                             seed=cfg.seed, prepend_bos=model.prepend_bos)
+            rec = value_union_recall(model, tokens, resolve_layers(cfg.recall_layers, L), n_top=cfg.recall_n_top,
+                                     value_k=cfg.recall_value_k, hidden_k=cfg.recall_hidden_k, subset=claim_subset, seed=cfg.seed)
+            arrays["recall_layers"] = rec["layers"]
+            for name in ("recall_final", "recall_layer", "random_final", "random_layer"):
+                arrays[name] = rec[name].mean(1)  # per layer
+                metrics[name] = float(rec[name].mean())
+            per_pos = rec[f"recall_{cfg.recall_hidden}"].mean(0)
+            ctrl = float(rec[f"random_{cfg.recall_hidden}"].mean())
+            evidence["dar2023.param_vs_hidden_agree"] = evidence_from_samples(
+                per_pos, control_value=ctrl, seed=cfg.seed,
+                departures=(f"hidden state: {cfg.recall_hidden} residual; {len(rec['layers'])} layers, {tokens.numel()} positions",))
+        findings.append(f"value/hidden recall ({cfg.recall_hidden} hidden state, top-{cfg.recall_hidden_k}): "
+                        f"top-{cfg.recall_n_top} active neurons {metrics['recall_' + cfg.recall_hidden]:.3f} vs random neurons {ctrl:.3f}")
+
+        # -------------------------------------------------------------- E^T vs E^+ (keep-k)
+        with stage("keep-k", timings, EXPERIMENT):
+            H1, H2, pair_layers = hidden_state_pairs(model, tokens, resolve_layers(cfg.keepk_layers, L), cfg.keepk_pairs, cfg.seed)
+            kk, info = keepk_curve(model, H1, H2, cfg)
+            tables["keepk"] = kk
+            worst, last = info["worst"], info["last"]
+            metrics["keepk_gap_worst_interp"] = float(worst["gap"])
+            metrics["keepk_corr_transpose_at_worst"] = float(worst["corr_transpose"])
+            metrics["keepk_corr_pinv_at_worst"] = float(worst["corr_pinv"])
+            metrics["keepk_gap_largest_k"] = float(last["gap"])
+            evidence["dar2023.transpose_approximates_pinv"] = KeepKEvidence(
+                value=float(worst["gap"]), ci_low=float(worst["gap_lo"]), ci_high=float(worst["gap_hi"]),
+                control_value=float(worst["gap_random_keep"]), n=len(H1),
+                departures=(f"read at k={int(worst['k'])} (smallest gap for k <= {cfg.keepk_interp_max}); at k={int(last['k'])}: "
+                            f"E^T {last['corr_transpose']:.3f}, E^+ {last['corr_pinv']:.3f}; E^T first falls behind at k="
+                            f"{info['crossover_k']}",),
+                large_k=int(last["k"]), large_k_gap=float(last["gap"]), large_k_gap_hi=float(last["gap_hi"]), margin=cfg.keepk_margin)
+            metrics.update(pinv_vs_transpose(model, cfg.pinv_neurons, cfg.pinv_k, subset, cfg.seed))
+        findings.append("keep-k inner products: " + ", ".join(
+            f"k={int(r.k)} E^T {r.corr_transpose:.2f} / E^+ {r.corr_pinv:.2f}" for r in kk.itertuples()))
+
+        # -------------------------------------------------------------- rotated copy
+        with stage("align_rotated", timings, EXPERIMENT):
+            m, a = rotated_copy_alignment(model, cfg, subset)
+            metrics.update(m)
+            arrays.update(a)
+
+        # -------------------------------------------------------------- seed pair
+        if cfg.align_pair:
+            with stage("seed_pair_models", timings, EXPERIMENT):
+                (ma, mb), (sa, sb) = train_pair(cfg)
+            with stage("align_seed_pair", timings, EXPERIMENT):
+                m, a, als = seed_pair_alignment(ma, mb, cfg.align_families, n_query=cfg.pair_query_vectors,
+                                                statistic=cfg.align_statistic, seed=cfg.seed)
+                metrics.update(m)
+                arrays.update(a)
+                emb = als["embed"]
+                boot = emb.bootstrap_contrast(cfg.n_boot, cfg.seed)
+                for i, st in enumerate((sa, sb)):
+                    metrics[f"small_lm{i}_heldout_loss"] = float(st["heldout_loss"])
+                    metrics[f"small_lm{i}_unigram_entropy"] = float(st["unigram_entropy"])
+                evidence["dar2023.cross_model_alignment"] = AlignmentEvidence(
+                    value=emb.diagonal_contrast(), ci_low=float(np.nanquantile(boot, 0.025)), ci_high=float(np.nanquantile(boot, 0.975)),
+                    control_value=als["shuffled"].diagonal_contrast(), n=emb.scores.shape[0],
+                    departures=(f"models: {Path(sa['path']).name} and seed {sb['config']['seed']}; held-out loss "
+                                f"{sa['heldout_loss']:.2f} / {sb['heldout_loss']:.2f} nats (unigram entropy {sa['unigram_entropy']:.2f}); "
+                                f"raw-space contrast {m.get('seed_diag_contrast_raw', float('nan')):.3g}; "
+                                f"Hungarian match {emb.match.tolist()}",),
+                    layer_accuracy=emb.layer_accuracy)
+                findings.append(f"seed pair ({cfg.align_statistic} |corr|): diagonal contrast {emb.diagonal_contrast():.3g} in embedding "
+                                f"space vs {als['shuffled'].diagonal_contrast():.3g} with the vocabulary shuffled and "
+                                f"{m.get('seed_diag_contrast_raw', float('nan')):.3g} in raw space; Hungarian match {emb.match.tolist()}")
+            notes.append(f"seed-pair models: {sa['path']} and {sb['path']}")
         else:
-            (ma, mb), (sa, sb) = pair
-            seed_subset = vocab_filter(ma, cfg["vocab_filter"], cfg["vocab_size"], cfg["corpus"])
-            if seed_subset is not None:
-                metrics["seed_vocab_subset_size"] = float(len(seed_subset))
-            m, a = seed_pair_alignment(ma, mb, subset=seed_subset, seed=seed)
-            metrics.update(m)
-            arrays.update(a)
-            m, a = unseen_token_control(ma, mb, sa["config"]["corpus"])
-            metrics.update(m)
-            arrays.update(a)
-            for i, st in enumerate((sa, sb)):
-                metrics[f"small_lm{i}_train_loss"] = float(st["final_train_loss"])
-                metrics[f"small_lm{i}_heldout_loss"] = float(st["heldout_loss"])
-            cfg["seed_alignment"] = "done"
-            cfg["seed_model_paths"] = [sa["path"], sb["path"]]
-    arrays["layers"] = np.arange(model.cfg.n_layers)
-    arrays["align_layers"] = np.array(cfg["align_layers"])
-    tables["layer_checks"] = _layer_table(arrays, model.cfg.n_layers, model.cfg.gated_mlp)
+            evidence["dar2023.cross_model_alignment"] = Evidence(not_tested="align_pair=false in the config")
+
+    arrays["layers"] = np.arange(L)
     notes.append("projections fold the final norm's gain (and LayerNorm centring); the norm's scale is dropped")
-    return EmbeddingSpaceResult(
-        experiment="embedding-space", metrics=metrics, arrays=arrays, tables=tables, config=cfg,
-        model=model.describe(), seed=seed, timings=timings, notes=notes,
+    result = EmbeddingSpaceResult(
+        experiment=EXPERIMENT, metrics=metrics, arrays=arrays, tables=tables, config=cfg.to_dict(),
+        model=model.describe(), seed=cfg.seed, timings=timings, notes=notes,
+        meta={"headline": [k for k in ("jaccard_abs_same", "jaccard_abs_random", "recall_final", "random_final",
+                                       "keepk_gap_worst_interp", "keepk_gap_largest_k", "seed_diag_contrast_embed",
+                                       "seed_diag_contrast_shuffled") if k in metrics]},
+        findings=findings,
     )
+    attach_claims(result, CLAIMS, evidence, quick=cfg.quick)
+    return result
 
 
-def _layer_table(arrays: dict[str, np.ndarray], n_layers: int, gated: bool) -> pd.DataFrame:
-    cols = ["jaccard_key_same", "jaccard_key_random", "recall_final", "recall_final_shuffled", "recall_layer", "recall_layer_shuffled"]
-    if gated:
-        cols += ["jaccard_gate_same", "jaccard_gate_random"]
-    return pd.DataFrame({"layer": np.arange(n_layers), **{c: arrays[c] for c in cols}})
+__all__ = [
+    "EXPERIMENT", "CorpusFile", "EmbeddingSpaceResult", "head_pairs", "hidden_state_pairs", "keepk_curve", "load_dataset",
+    "neuron_table", "pinv_vs_transpose", "resolve_layers", "rotated_copy_alignment", "run_experiment", "seed_pair_alignment",
+    "shuffle_vocab", "train_pair",
+]

@@ -266,14 +266,16 @@ def head_factors(
     circuit: str = "OV",
     mode: Mode = "transpose",
     subset: Int[Tensor, " m"] | None = None,
-    normalize_inputs: bool = True,
+    normalize_inputs: bool = False,
 ) -> tuple[Float[Tensor, "m d_head"], Float[Tensor, "d_head m2"]]:
     """Low-rank factors (A, B) of a head's V x V circuit in vocabulary space.
 
     OV: row = source token (its embedding read through ln1 and W_V), column = output
     token (W_O then the folded unembedding). QK: row = query token, column = key token.
-    ``normalize_inputs`` applies the block's norm to each token embedding on its own
-    (RMS / LayerNorm without gain; the gain is folded into W_Q/W_K/W_V).
+    By default the raw embedding rows are used, as the paper does (E W_V W_O E^T,
+    E W_Q W_K^T E^T, with the block's norm gain folded into W_Q/W_K/W_V).
+    ``normalize_inputs=True`` is a named variant: the block's norm is applied to each token
+    embedding on its own (RMS / LayerNorm without gain) before it is read.
     """
     model.check_head(layer, head)
     w = model.weights(fold_norms=True)
@@ -310,11 +312,12 @@ def head_token_pairs(
     subset: Int[Tensor, " m"] | None = None,
     mode: Mode = "transpose",
     chunk: int = 1024,
+    normalize_inputs: bool = False,
 ) -> list[dict]:
-    """Top-k token pairs of each head's OV or QK circuit (rows of a table)."""
+    """Top-k token pairs of each head's OV or QK circuit (rows of a table; raw E by default)."""
     out = []
     for layer, head in heads if heads is not None else model.heads():
-        A, B = head_factors(model, layer, head, circuit, mode, subset)
+        A, B = head_factors(model, layer, head, circuit, mode, subset, normalize_inputs)
         tp = topk_pairs(A, B, k, chunk)
         r = tp.rows if subset is None else subset[tp.rows]
         c = tp.cols if subset is None else subset[tp.cols]
