@@ -19,6 +19,7 @@ Also: attribution patching's wall time in forward-pass equivalents (same prompts
     python benchmarks/bench_patching.py                 # all 270 heads of SmolLM2, 32 prompts
     python benchmarks/bench_patching.py --naive-senders 30   # time the slow methods on a
                                                              # subset and extrapolate per sender
+    python benchmarks/bench_patching.py --n-prompts 8 --naive-senders 9 --recomputed-senders 54  # busy machine
 """
 
 from __future__ import annotations
@@ -101,8 +102,13 @@ def main() -> None:
     p.add_argument("--n-prompts", type=int, default=32)
     p.add_argument("--naive-senders", type=int, default=None, help="time naive/stacked on this many senders only")
     p.add_argument("--chunk", type=int, default=16)
+    p.add_argument("--recomputed-senders", type=int, default=None,
+                   help="MLPs-recomputed sweeps over this many senders spread over the layers (default: every head)")
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "bench_patching.json"))
+    p.add_argument("--threads", type=int, default=None, help="torch threads (recorded)")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     from interp.data.ioi import make_ioi_dataset
     from interp.models import load_model
@@ -146,11 +152,15 @@ def main() -> None:
 
     # MLPs recomputed: heads -> logits and heads -> queries of late heads at END
     L = model.cfg.n_layers
-    recv = [(L - 1, 0), (L - 1, 1), (L - 2, 0)]
+    recv = [(L - 1, 0), (L - 1, 1)] + ([(L - 2, 0)] if L > 3 else [])
+    def spread(pool):
+        k = args.recomputed_senders
+        return pool if k is None or k >= len(pool) else pool[:: max(1, len(pool) // k)][:k]
+
     for name, kw, naive_kw, pool in (
-        ("recomputed_logits", {}, {}, senders),
+        ("recomputed_logits", {}, {}, spread(senders)),
         ("recomputed_q", {"receivers": recv, "receiver_input": "q", "receiver_positions": ds.end}, {"recv": recv, "r_pos": ds.end},
-         [s for s in senders if s[0] < L - 2]),
+         spread([s for s in senders if s[0] < min(r[0] for r in recv)])),
     ):
         sub_r = pool if args.naive_senders is None else pool[:: max(1, len(pool) // args.naive_senders)][: args.naive_senders]
         t = time.perf_counter()
