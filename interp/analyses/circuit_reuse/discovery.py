@@ -321,6 +321,8 @@ def discover(model: HookedModel, task: Task, cfg: DiscoveryConfig) -> tuple[Circ
     for hd in st2.negative:
         circ.negative_roles.setdefault(hd, "negative mover-query head")
     inhib = [h for h in st2.positive if circ.roles.get(h) == "s-inhibition"] or st2.positive
+    if not inhib:
+        circ.warnings.append(f"{task.name}: stage 2 selected no positive heads, so stage 3 has no receivers")
     st3 = run_stage(model, "heads->s-inhibition values", task, cfg, inhib, "v", "S2")
     circ.stages.append(st3)
     note_zero(st3)
@@ -330,6 +332,8 @@ def discover(model: HookedModel, task: Task, cfg: DiscoveryConfig) -> tuple[Circ
     for hd in st3.negative:
         circ.negative_roles.setdefault(hd, "negative s2-value head")
     induct = [h for h in st3.positive if circ.roles.get(h) == "induction"]
+    if not induct:
+        circ.warnings.append(f"{task.name}: no induction head among stage 3's positive heads, so stage 4 (induction keys) is not run")
     st4 = run_stage(model, "heads->induction keys", task, cfg, induct, "k", "S1+1")
     circ.stages.append(st4)
     if induct:
