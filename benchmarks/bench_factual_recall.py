@@ -1,5 +1,5 @@
-"""Factual recall: batched per-head patching vs one forward per head, and the linearised MLP
-decomposition vs leave-one-out ablation, side by side in one run.
+"""Factual recall: batched per-head patching vs one forward per head, the frozen-gate MLP
+decomposition vs leave-one-out ablation, and the regression decomposition's fit, in one run.
 
     .venv/bin/python benchmarks/bench_factual_recall.py --model tiny-llama --heads 8 --prompts 8
 
@@ -27,8 +27,18 @@ def main() -> None:
 
     import torch
 
-    from interp.analyses.factual_heads import corrupt_run, encode, end_logits, patch_heads
-    from interp.analyses.factual_mlp import decompose_mlp, leave_one_out, upstream_mask
+    from interp.analyses.factual_recall import (
+        corrupt_run,
+        decompose_mlp,
+        encode,
+        end_cache,
+        end_logits,
+        fit_regression,
+        leave_one_out,
+        mlp_forward,
+        patch_heads,
+        upstream_mask,
+    )
     from interp.core.attribution import decompose_resid
     from interp.data.factual import load_dataset
     from interp.models import load_model
@@ -59,6 +69,12 @@ def main() -> None:
     t = time.perf_counter()
     leave_one_out(model, md)
     t_loo = time.perf_counter() - t
+    ec = end_cache(model, enc.tokens, enc.end)
+    t = time.perf_counter()
+    x = torch.cat([m[layer] for m in ec.all_mid])
+    with torch.no_grad():
+        reg = fit_regression(layer, x, mlp_forward(model, layer, x), ["all"] * len(x))
+    t_reg = time.perf_counter() - t
 
     out = {
         "model": args.model, "heads": len(heads), "prompts": len(ds.prompts),
@@ -66,6 +82,7 @@ def main() -> None:
         "patch_speedup": t_single / t_batched, "patch_max_abs_diff": max_diff,
         "mlp_layer": layer, "n_components": int(mask.sum()),
         "decompose_s": t_dec, "leave_one_out_s": t_loo, "loo_over_decompose": t_loo / t_dec,
+        "regression_s": t_reg, "regression_samples": reg.n_samples, "regression_r2_fit": reg.r2_fit,
         "load_average_1min": os.getloadavg()[0],
     }
     for k, v in out.items():

@@ -1,9 +1,11 @@
-"""Attention atlas: joint query-key embeddings of every head, saved as a run.
+"""Attention atlas: joint query-key embeddings of every head, saved as a run (same library code
+as `interp run attention-atlas`).
 
 Examples:
     python experiments/attention_atlas.py --model smollm2-135m --out runs --quick
-    python experiments/attention_atlas.py --n-seqs 32 --seq-len 64 --nonlinear-heads L5H1 L15H1 --methods tsne umap
-    python experiments/attention_atlas.py --corpus shakespeare --nonlinear-heads ""   # PCA only
+    python experiments/attention_atlas.py --set n_seqs=32 --set nonlinear_heads='["L5H1", "L15H1"]'
+    python experiments/attention_atlas.py --set matrix_methods='["tsne", "umap"]'   # nonlinear matrix of every head
+    python experiments/attention_atlas.py --prompts my_prompts.txt                     # one prompt a line
 """
 
 from __future__ import annotations
@@ -19,28 +21,20 @@ def main() -> None:
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--out", default="runs")
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--corpus", default=None, help="enwiki, shakespeare or text file(s)")
-    ap.add_argument("--n-seqs", type=int, default=None)
-    ap.add_argument("--seq-len", type=int, default=None)
-    ap.add_argument("--pattern-seqs", type=int, default=None, help="sequences whose attention patterns are stored")
-    ap.add_argument("--nonlinear-heads", nargs="*", default=None, help="heads for t-SNE/UMAP, e.g. L5H1 (empty: none)")
-    ap.add_argument("--methods", nargs="*", default=None, choices=["tsne", "umap"])
+    ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config field (see `interp run attention-atlas --help`)")
+    ap.add_argument("--prompts", default=None, help="text file, one prompt a line")
     args = ap.parse_args()
 
-    from interp.analyses.attention_atlas import run_experiment
+    from interp.experiments import get_experiment, run_analysis
     from interp.models import load_model
 
-    overrides = {k: v for k, v in {
-        "corpus": args.corpus, "n_seqs": args.n_seqs, "seq_len": args.seq_len, "pattern_seqs": args.pattern_seqs,
-        "nonlinear_heads": [h for h in args.nonlinear_heads if h] if args.nonlinear_heads is not None else None,
-        "nonlinear_methods": args.methods,
-    }.items() if v is not None}
+    cfg = get_experiment("attention-atlas").config(quick=args.quick, seed=args.seed, assignments=args.set)
     model = load_model(args.model)
-    result = run_experiment(model, quick=args.quick, seed=args.seed, **overrides)
+    result = run_analysis("attention-atlas", model, cfg, args.prompts)
     path = result.save(args.out)
     print(f"attention-atlas on {args.model}: {path}")
-    print(result.summary().to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(result.summary_text())
     print("timings:", result.timings)
 
 

@@ -10,52 +10,55 @@ from _nbgen import write_notebook
 CELLS = [
     ("md", """# Key mechanisms of factual recall (Lv et al. 2024) on SmolLM2-135M
 
-Stage by stage: **argument passing** (heads that attend from the last token, END, to the
-topic and carry it), the **MLP "activation"** (an MLP's output split over upstream
-components with frozen norm scale and activation ratios: amplify / erase), **function
-application** (logit lens of MLP outputs: answer rank by layer) and
-**anti-overconfidence** (last-layer attribution against the answer, and damping it).
-Quick settings (capital prompts only) so the notebook runs in about a minute on a CPU."""),
+Four mechanisms, each measured against a control computed in the same run, with every
+choice made on one half of the subjects and measured on the other: **argument heads**
+(chosen by the DLA of their END output on the topic token; patched with the mean corrupted
+activation vs random heads), the **MLP "activation"** (the paper's regression
+decomposition: rho = <W h, h>/|h|^2 of the argument heads vs random directions of the same
+norm; the frozen-gate linearisation as a variant), **function application** (an MLP
+output's logit lens on the relation's candidate answers vs a mismatched answer) and
+**anti-overconfidence** (the last layer's DLA on the answer vs another candidate). Quick
+settings so the notebook runs in a few minutes on a CPU; quick runs never give verdicts."""),
     ("code", """import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from interp.models import load_model
-from interp.analyses.factual_recall import run_experiment
+from interp.analyses.factual_recall import Config, run_experiment
 from interp.viz import factual_recall as viz
 
 model = load_model("smollm2-135m")
 model"""),
-    ("md", "## The data: prompts, corruptions, and what the tokenizer forced us to drop"),
+    ("md", "## The data: prompts, corruptions, and what the single-token check dropped (with the reason)"),
     ("code", """from interp.data.factual import load_dataset
-ds = load_dataset(model.is_single_token, ("country_capital", "country_language", "landmark_country"), shots=1, n_templates=2)
+ds = load_dataset(model.is_single_token, ("country_capital", "country_language", "landmark_country"), shots=0, n_templates=2)
 print(len(ds), "prompts")
 display(ds.table().head(5))
 ds.dropped"""),
-    ("md", "## Run the pipeline (quick) and show the headline numbers"),
-    ("code", """result = run_experiment(model, quick=True, relations=("country_capital",), max_prompts=16)
-result.summary()"""),
-    ("code", "result.tables['top_heads']"),
-    ("code", "result.tables['damping']"),
+    ("md", "## Run the pipeline (quick preset) and show the findings and the claims table"),
+    ("code", """result = run_experiment(model, Config.quick_preset())
+print(result.summary_text())"""),
+    ("code", "result.tables['argument_heads']"),
+    ("code", "result.tables['shots']"),
     ("code", "result.main_figure()"),
     ("md", "## Every figure"),
     ("code", """for title, fig in viz.figures(result)[1:]:
     print(title)
     fig.show()"""),
-    ("md", """## The MLP decomposition by hand
+    ("md", """## The regression decomposition and its null, by hand
 
-`decompose_mlp` freezes the MLP's input norm scale and (SwiGLU) the gate activation, so
-the parts add up to the real MLP output exactly; the leave-one-out comparison measures how
-far each linear part is from the effect of really removing that component."""),
-    ("code", """from interp.analyses.factual_heads import encode
-from interp.analyses.factual_mlp import decompose_mlp, leave_one_out, loo_rel_error, upstream_mask
-from interp.core.attribution import decompose_resid
-import torch
+`fit_regression` fits MLP(x) ~ W x + b over the MLP's inputs (shared W, one intercept per
+relation at END: the task-aware intercept). `amplification` is rho = <W h, h>/|h|^2;
+`random_direction_null` pushes random directions with the same norms through the same W."""),
+    ("code", """import torch
+from interp.analyses.factual_recall import amplification, encode, end_cache, fit_regression, head_outputs, mlp_forward, random_direction_null
 
-enc = encode(model, ds.prompts[:8])
-dec = decompose_resid(model, enc.tokens, pos=enc.end)
-layer = int(result.metrics["mlp_target_layer"])
-mask = torch.tensor(upstream_mask(dec.labels, layer, model.cfg.n_heads))
-md = decompose_mlp(model, layer, dec.components[mask], [l for l, m in zip(dec.labels, mask) if m])
-print(f"MLP{layer}: |sum parts - out|/|out| = {md.sum_rel_error:.2e}, parts vs leave-one-out = {loo_rel_error(md, leave_one_out(model, md)):.3f}")"""),
+enc = encode(model, ds.prompts[:16])
+ec = end_cache(model, enc.tokens, enc.end)
+layer = int(result.metrics["mlp_layer"])
+x = torch.cat([m[layer] for m in ec.all_mid])
+reg = fit_regression(layer, x, mlp_forward(model, layer, x).detach(), ["all"] * len(x), alpha=0.01)
+h = head_outputs(model, ec.z)[layer]  # this layer's heads at END
+print("rho of this layer's heads:", amplification(reg.apply, h).mean(1))
+print("random directions:", random_direction_null(reg.apply, h, n_draws=4).mean((0, 2)))"""),
 ]
 
 
