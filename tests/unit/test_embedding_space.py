@@ -495,6 +495,10 @@ def test_load_dataset_validates_with_line_numbers(tiny_gpt2, tmp_path):
     good.write_text(("the cat sat on the mat. " * 40 + "\n\n") * 4)
     ds = load_dataset(tiny_gpt2, good)
     assert ds.n_tokens == len(tiny_gpt2.tokenizer(good.read_text(), add_special_tokens=False)["input_ids"])
+    from interp.analyses.embedding_space import run_experiment
+
+    with pytest.raises(CorpusError, match="heldout"):  # too little held-out text for the run: fails before any stage
+        run_experiment(tiny_gpt2, Config.quick_preset(recall_seqs=50), ds)
 
 
 def test_resolve_layers():

@@ -339,6 +339,11 @@ def run_experiment(model: HookedModel, config: Config | None = None, dataset: Co
     findings: list[str] = []
     evidence: dict[str, Evidence] = {}
     torch.manual_seed(cfg.seed)
+    from interp.data.corpus import load_corpus
+
+    # the held-out text is read first, so a corpus too small for the run fails before any long work
+    tokens = load_corpus(cfg.corpus).token_sequences(model.tokenizer, cfg.recall_seq_len, cfg.recall_seqs, split="heldout",
+                                                     seed=cfg.seed, prepend_bos=model.prepend_bos)
     with torch.no_grad():
         with stage("vocabulary", timings, EXPERIMENT):
             subset = vocab_filter(model, cfg.vocab_filter, cfg.vocab_size, cfg.corpus)
@@ -376,11 +381,7 @@ def run_experiment(model: HookedModel, config: Config | None = None, dataset: Co
                         f"vs random pairs {metrics['jaccard_abs_random']:.3f} over {len(jac['same'])} neurons")
 
         # -------------------------------------------------------------- parameter vs hidden state
-        from interp.data.corpus import load_corpus
-
         with stage("recall", timings, EXPERIMENT):
-            tokens = load_corpus(cfg.corpus).token_sequences(model.tokenizer, cfg.recall_seq_len, cfg.recall_seqs, split="heldout",
-                                                             seed=cfg.seed, prepend_bos=model.prepend_bos)
             rec = value_union_recall(model, tokens, resolve_layers(cfg.recall_layers, L), n_top=cfg.recall_n_top,
                                      value_k=cfg.recall_value_k, hidden_k=cfg.recall_hidden_k, subset=claim_subset, seed=cfg.seed)
             arrays["recall_layers"] = rec["layers"]
