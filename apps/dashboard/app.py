@@ -162,9 +162,12 @@ def create_app(runs_dir: str | Path, model_name: str = "smollm2-135m", model: An
 
         if isinstance(exc, HTTPException):
             return exc
-        log.error("request %s failed:\n%s", request.path, traceback.format_exc())
+        if isinstance(exc, dash.exceptions.DependencyException):  # an unknown script / component path
+            return ("not found", 404, {"Content-Type": "text/plain"})
         if request.path.endswith("_dash-update-component"):  # a malformed callback body (the callbacks themselves never raise)
+            log.warning("bad callback request refused (%s: %s)", type(exc).__name__, str(exc)[:200])
             return ({"error": f"bad callback request ({type(exc).__name__})"}, 400)
+        log.error("request %s failed:\n%s", request.path, traceback.format_exc())
         return ("internal error; see the server log", 500, {"Content-Type": "text/plain"})
     app.layout = html.Div([
         dcc.Location(id="url", refresh="callback-nav"),

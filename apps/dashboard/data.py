@@ -218,10 +218,10 @@ class DashboardData:
         from interp.models import load_model
         from interp.models.registry import apply_network_policy, online_allowed, resolve_source
 
+        apply_network_policy()
         name = name or self.model_name
         if not isinstance(name, str):
             raise ParamError(f"the run names no model id (got {type(name).__name__})")
-        apply_network_policy()
         if self._model is not None and (name == self.model_name or name == getattr(self._model, "name", None)):
             return self._model
         try:

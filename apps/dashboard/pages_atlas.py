@@ -260,7 +260,7 @@ def register(app: dash.Dash, data: DashboardData) -> None:
     def _update_head(label, proj, color, token, click, _done, run):
         try:
             res = data.atlas(run)
-            token = token or ""
+            token = token if isinstance(token, str) else ""  # a wrongly typed callback value is no token
             if len(token) > MAX_SEARCH_CHARS:
                 raise ParamError(f"token must be at most {MAX_SEARCH_CHARS} characters")
             query = None
@@ -278,7 +278,7 @@ def register(app: dash.Dash, data: DashboardData) -> None:
     @app.callback(Output("search-results", "children"), Input("search-token", "value"), State("search-run", "data"),
                   prevent_initial_call=True)
     def _search(token, run):
-        token = token or ""
+        token = token if isinstance(token, str) else ""
         if len(token) > MAX_SEARCH_CHARS:
             return html.Div(f"token must be at most {MAX_SEARCH_CHARS} characters", className="error-message")
         try:

@@ -524,6 +524,8 @@ def _check_array(name: str, value: Any) -> np.ndarray:
 
 
 def _jsonable_number(name: str, value: Any) -> float | int | None:
+    if value is None:  # a NaN / inf metric comes back from a manifest as null
+        return None
     if isinstance(value, bool):
         return int(value)
     try:
