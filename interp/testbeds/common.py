@@ -84,8 +84,14 @@ class Check:
         return math.isfinite(self.control_value) and self.control_value <= self.max_control
 
     def evidence(self) -> Evidence:
+        deps = list(self.departures)
+        if not self.recovered:
+            deps.append(f"the planted mechanism was not recovered ({self.value:.3g} < {self.min_value:g}); see the run's findings")
+        if not self.control_clean:
+            deps.append(f"the method reported a mechanism on the control ({self.control_value:.3g} > {self.max_control:g}); "
+                        "see the run's findings and docs/TESTBEDS.md")
         return Evidence(value=self.value, ci_low=self.value, ci_high=self.value, control_value=self.control_value,
-                        n=self.n, departures=self.departures)
+                        n=self.n, departures=tuple(deps))
 
 
 def planted_rule(min_value: float, max_control: float) -> Rule:
