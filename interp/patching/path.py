@@ -130,6 +130,7 @@ def path_patch(
     chunk: int = 16,
     fast: bool = True,
     reuse_prefix: bool = True,
+    cache_store: dict | None = None,
 ) -> PathResult:
     """Path-patch every sender to ``receivers`` (see module docstring); batched over senders.
 
@@ -138,6 +139,9 @@ def path_patch(
     ``receiver_input`` "q", "k" or "v" (k/v: KV head indices). ``freeze_heads=False`` (with
     ``freeze_mlps=False``) lets every path through, i.e. plain activation patching.
     ``reuse_prefix=False`` runs every chunk from the tokens (the reference for benchmarks).
+    ``cache_store``: a dict in which the clean and corrupt runs are kept and reused by later
+    calls with the same ``clean``, ``corrupt`` and ``metric`` objects (e.g. the stages of
+    one circuit discovery); the values are those a fresh call would compute.
     """
     clean, corrupt = check_pair(model, clean, corrupt)
     n, n_pos = clean.shape
@@ -151,12 +155,20 @@ def path_patch(
     L = model.cfg.n_layers
     names = [f"blocks.{layer}.attn.hook_z" for layer in range(L)] + [f"blocks.{layer}.hook_mlp_out" for layer in range(L)]
     final = f"blocks.{L - 1}.hook_resid_post"
-    pre = [f"blocks.{layer}.hook_resid_pre" for layer in range(L)] if reuse_prefix else []
-    with torch.no_grad():
-        clean_logits, cc = model.run_with_cache(clean, [*names, final, *pre])
-        corrupt_logits, rc = model.run_with_cache(corrupt, names)
-    base_clean = float(metric(clean_logits).mean())
-    base_corrupt = float(metric(corrupt_logits).mean())
+    pre = [f"blocks.{layer}.hook_resid_pre" for layer in range(L)] if reuse_prefix or cache_store is not None else []
+    if cache_store is not None and cache_store.get("key") == (id(clean), id(corrupt), id(metric)):
+        cc, rc, base_clean, base_corrupt = cache_store["runs"]
+    else:
+        with torch.no_grad():
+            clean_logits, cc = model.run_with_cache(clean, [*names, final, *pre])
+            corrupt_logits, rc = model.run_with_cache(corrupt, names)
+        base_clean = float(metric(clean_logits).mean())
+        base_corrupt = float(metric(corrupt_logits).mean())
+        del clean_logits, corrupt_logits
+        if cache_store is not None:
+            cache_store.clear()
+            cache_store.update(key=(id(clean), id(corrupt), id(metric)), runs=(cc, rc, base_clean, base_corrupt),
+                               refs=(clean, corrupt, metric))  # keeps the ids valid while stored
     if not recv and freeze_mlps and freeze_heads and fast:
         per = _fast_logits(model, cc, rc, final, senders, s_mask, metric, chunk)
     else:

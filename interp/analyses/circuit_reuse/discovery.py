@@ -78,6 +78,7 @@ class Task:
     positions: dict[str, Tensor]
     copy_pos: Tensor
     copy_ids: Tensor
+    runs: dict = field(default_factory=dict, repr=False)  # clean/corrupt caches shared by the stages
 
 
 @dataclass
@@ -254,11 +255,11 @@ def run_stage(
             senders = model.heads()
         else:  # screen by the exact frozen-MLP score (no forward pass per sender)
             direct = path_patch(model, task.tokens, task.corrupt, task.metric, receivers="logits", sender_positions=sp,
-                                freeze_mlps=True)
+                                freeze_mlps=True, cache_store=task.runs)
             order = (direct.scores - direct.clean).abs().argsort(descending=True)
             senders = [direct.senders[int(i)] for i in order[: cfg.max_senders]]
         res = path_patch(model, task.tokens, task.corrupt, task.metric, senders=senders, receivers="logits",
-                         sender_positions=sp, freeze_mlps=cfg.freeze_mlps, chunk=cfg.chunk)
+                         sender_positions=sp, freeze_mlps=cfg.freeze_mlps, chunk=cfg.chunk, cache_store=task.runs)
         recv_list: list[Head] = []
     else:
         recv_list = sorted({r for r in receivers if r[0] > 0})  # layer-0 heads have no upstream heads
@@ -271,7 +272,7 @@ def run_stage(
         recv = recv_list if recv_input == "q" else sorted({(layer, h // rep) for layer, h in recv_list})
         res = path_patch(model, task.tokens, task.corrupt, task.metric, senders=senders, receivers=recv,
                          receiver_input=recv_input, receiver_positions=P[recv_pos], sender_positions=sp,
-                         freeze_mlps=cfg.freeze_mlps, chunk=cfg.chunk)
+                         freeze_mlps=cfg.freeze_mlps, chunk=cfg.chunk, cache_store=task.runs)
     scores = res.head_map(L, H, normalised=True)
     pos, neg = select_signed(scores, cfg.rel_threshold, cfg.max_heads)
     all_zero = bool(scores.nan_to_num(0.0).abs().max() < 1e-5)  # float noise only
@@ -342,6 +343,7 @@ def discover(model: HookedModel, task: Task, cfg: DiscoveryConfig) -> tuple[Circ
         circ.roles.setdefault(hd, "previous token" if att["s1p1_s1"][hd] > att["s1p1_s1"].nanmean() else "induction-key head")
     for hd in st4.negative:
         circ.negative_roles.setdefault(hd, "negative induction-key head")
+    task.runs.clear()
     return circ, att
 
 
