@@ -17,12 +17,18 @@ groups), receivers and senders chosen by their role (mover-like / inhibition-lik
 ablation and the exact weight edit `W_O <- W_O (I + (alpha - 1) v v^T)`, the positional signal in the
 inhibition components, and the Laundry List task (templates are this project's own)."""),
     ("code", """import os
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-import torch
-from interp.models import load_model
 from interp.analyses.talking_heads import (
-    ComponentEdit, Config, composition_scores, head_svds, in_head_null, run_experiment, scaled_component,
+    ComponentEdit,
+    Config,
+    composition_scores,
+    head_svds,
+    in_head_null,
+    run_experiment,
+    scaled_component,
 )
+from interp.models import load_model
 from interp.viz import figures_for
 
 model = load_model("smollm2-135m")
