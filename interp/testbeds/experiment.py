@@ -84,12 +84,14 @@ def run_experiment(model=None, config: Config | None = None, dataset: None = Non
                  **{f"{c.method}.{c.testbed}.control": c.control_value for c in checks}},
         tables={"checks": pd.DataFrame(rows)},
         config=cfg.to_dict(),
-        model={"id": "testbeds (hand-set models; the loaded model is ignored)",
-               "loaded_model_ignored": getattr(model, "name", None)},
+        # the loaded model's description, so `interp rerun` can load it again; it is not used
+        model={**(model.describe() if hasattr(model, "describe") else {"id": str(model)}),
+               "used_by_testbeds": False},
         seed=cfg.seed,
         timings=timings,
         notes=notes,
-        meta={"headline": ["checks", "checks_passed"]},
+        meta={"headline": ["checks", "checks_passed"],
+              "testbed_models": "hand-set 2-layer GPT-2-shaped models built by interp.testbeds (see docs/TESTBEDS.md)"},
         findings=[f"{'OK' if c.recovered and c.control_clean else 'FAIL'} {c.claim_id}: {c.finding}" for c in checks],
     )
     attach_claims(result, CLAIMS, evidence, quick=False)
