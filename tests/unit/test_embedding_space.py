@@ -506,3 +506,14 @@ def test_resolve_layers():
 
     assert resolve_layers((), 4) == [0, 1, 2, 3]
     assert resolve_layers((0, -1, 7, -1), 4) == [0, 3]
+
+
+def test_normalized_states_read_by_the_projector_give_the_logit_lens(tiny_model):
+    """normalize_states(h) @ P_unembed equals the model's own final norm + unembedding minus b_U."""
+    from interp.analyses.embedding_space import normalize_states
+    from interp.core.attribution import resid_to_logits
+
+    x = 3 * torch.randn(6, tiny_model.cfg.d_model, generator=torch.Generator().manual_seed(5))
+    got = normalize_states(tiny_model, x) @ model_projector(tiny_model, "unembed")
+    want = resid_to_logits(tiny_model, x) - tiny_model.weights(fold_norms=True).b_U
+    assert torch.allclose(got, want, atol=1e-4)

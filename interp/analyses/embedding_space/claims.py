@@ -114,7 +114,8 @@ CLAIMS = [
         departures=(
             "keep-k selection by absolute value (option keepk_by); the paper's exact selection rule and its set of hidden states "
             "could not be recovered from the text available offline",
-            "hidden states: residual stream after sampled layers on held-out corpus text, pairs drawn within a layer",
+            "hidden states: residual stream after every layer on held-out corpus text, read through the final norm's scale "
+            "(as the logit lens reads them; option keepk_normalize), pairs drawn within a layer",
         ),
     ),
     Claim(

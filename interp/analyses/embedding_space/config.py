@@ -58,6 +58,7 @@ class Config(AnalysisConfig):
                                        "k values of the keep-k curve (k >= vocabulary keeps everything)")
     keepk_pairs: int = option(256, "pairs of hidden states in the keep-k test", ge=8)
     keepk_layers: tuple[int, ...] = option((), "residual layers the hidden states are drawn from (empty: every layer)")
+    keepk_normalize: bool = option(True, "read hidden states through the final norm (RMS / LayerNorm scale) before the keep-k test")
     keepk_by: str = option("abs", "which k entries keep-k keeps", choices=("abs", "largest"))
     keepk_interp_max: int = option(100, "largest k of the interpretation range the claim is read over", ge=1)
     keepk_margin: float = option(0.05, "E^T may trail E^+ by at most this much correlation and still count as approximating it", ge=0)

@@ -183,15 +183,29 @@ def pinv_vs_transpose(model: HookedModel, n: int, k: int, subset, seed: int) -> 
     return {"pinv_vs_transpose_topk_jaccard": float(jaccard(a, b).mean()), "E_condition_number": float(s[0] / s[-1])}
 
 
+def normalize_states(model: HookedModel, H: torch.Tensor) -> torch.Tensor:
+    """Residual states as the final norm hands them to the unembedding, without its gain
+    (which the projector already holds): centred for LayerNorm, divided by their RMS."""
+    H = H.float()
+    if model.cfg.normalization == "LN":
+        H = H - H.mean(-1, keepdim=True)
+    return H / (H.pow(2).mean(-1, keepdim=True) + 1e-5).sqrt()
+
+
 def hidden_state_pairs(
-    model: HookedModel, tokens: torch.Tensor, layers: list[int], n_pairs: int, seed: int
+    model: HookedModel, tokens: torch.Tensor, layers: list[int], n_pairs: int, seed: int, normalize: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
     """``n_pairs`` pairs of residual states (after a random layer of ``layers``, two distinct
-    positions, the first position of every sequence left out: its norm is atypical)."""
+    positions, the first position of every sequence left out: its norm is atypical).
+
+    ``normalize`` (default) reads each state through the final norm (`normalize_states`), as
+    the logit lens does, so that pairs from layers of very different scale are comparable."""
     names = [f"blocks.{layer}.hook_resid_post" for layer in layers]
     _, cache = model.run_with_cache(tokens, names, batch_size=8, return_logits=False)
     g = torch.Generator().manual_seed(seed)
     states = torch.stack([cache[n][:, 1:].reshape(-1, model.cfg.d_model).float() for n in names])  # [n_layers, n_pos, d]
+    if normalize:
+        states = normalize_states(model, states)
     n_pos = states.shape[1]
     lay = torch.randint(0, len(layers), (n_pairs,), generator=g)
     i = torch.randint(0, n_pos, (n_pairs,), generator=g)
@@ -398,7 +412,8 @@ def run_experiment(model: HookedModel, config: Config | None = None, dataset: Co
 
         # -------------------------------------------------------------- E^T vs E^+ (keep-k)
         with stage("keep-k", timings, EXPERIMENT):
-            H1, H2, pair_layers = hidden_state_pairs(model, tokens, resolve_layers(cfg.keepk_layers, L), cfg.keepk_pairs, cfg.seed)
+            H1, H2, pair_layers = hidden_state_pairs(model, tokens, resolve_layers(cfg.keepk_layers, L), cfg.keepk_pairs, cfg.seed,
+                                                     cfg.keepk_normalize)
             kk, info = keepk_curve(model, H1, H2, cfg)
             tables["keepk"] = kk
             worst, last = info["worst"], info["last"]
@@ -468,6 +483,6 @@ def run_experiment(model: HookedModel, config: Config | None = None, dataset: Co
 
 __all__ = [
     "EXPERIMENT", "CorpusFile", "EmbeddingSpaceResult", "head_pairs", "hidden_state_pairs", "keepk_curve", "load_dataset",
-    "neuron_table", "pinv_vs_transpose", "resolve_layers", "rotated_copy_alignment", "run_experiment", "seed_pair_alignment",
+    "neuron_table", "normalize_states", "pinv_vs_transpose", "resolve_layers", "rotated_copy_alignment", "run_experiment", "seed_pair_alignment",
     "shuffle_vocab", "train_pair",
 ]
