@@ -25,6 +25,23 @@ def below_control_and(threshold: float):
     return rule
 
 
+POOR_FIT = "regression fit too poor to decide"
+
+
+def beats_control_if_fit(margin: float = 0.0):
+    """`beats_control`, but inconclusive when the run flagged the regression's held-out fit as
+    too poor (a departure starting with POOR_FIT): a verdict on a map that does not describe
+    the MLP would be about the map, not the MLP."""
+    base = beats_control(margin)
+
+    def rule(ev: Evidence) -> str:
+        if any(d.startswith(POOR_FIT) for d in ev.departures):
+            return INCONCLUSIVE
+        return base(ev)
+
+    return rule
+
+
 _SPLIT = "heads, layers and suppressors are chosen on the selection half of the subjects and measured on the other half"
 
 CLAIMS = [
@@ -52,8 +69,9 @@ CLAIMS = [
         statistic="rho = <W h, h>/|h|^2 for the chosen heads' END outputs h, W the MLP's regression slope (the paper's "
                   "decomposition; shared W, task-aware intercepts), mean over chosen heads per evaluation prompt; bootstrap CI",
         control="random-direction null: rho of random directions with the heads' norms through the same W (mean over draws)",
-        rule=beats_control(margin=0.0),
-        rule_text="reproduces if the CI of the heads' rho lies above the random-direction mean; fails if its upper end is at or below it",
+        rule=beats_control_if_fit(margin=0.0),
+        rule_text="reproduces if the CI of the heads' rho lies above the random-direction mean; fails if its upper end is at or "
+                  "below it; inconclusive if the regression's held-out R^2 at END is below min_regression_r2",
         min_n=20,
         departures=(_SPLIT, "the regression is fitted on the selection prompts' MLP inputs at every real position (ridge), "
                     "with one intercept per relation at END and one for other positions: more samples than dimensions",
@@ -90,4 +108,4 @@ CLAIMS = [
     ),
 ]
 
-__all__ = ["CLAIMS", "below_control_and"]
+__all__ = ["CLAIMS", "POOR_FIT", "below_control_and", "beats_control_if_fit"]

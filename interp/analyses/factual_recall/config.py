@@ -23,7 +23,10 @@ class Config(AnalysisConfig):
     few_shot_prompts: int = option(64, "few-shot prompts (evaluation subjects) for the zero- vs few-shot comparison (0 = skip)", ge=0)
     n_argument_heads: int = option(3, "argument heads chosen on the selection half by the topic criterion", ge=1, le=20)
     n_random_head_draws: int = option(3, "draws of as many random heads for the patching control", ge=1)
-    ridge_alpha: float = option(0.01, "ridge penalty of the MLP regression (relative to the input variance)", ge=0.0)
+    ridge_alpha: float = option(0.0, "ridge penalty of the MLP regression relative to the input variance; 0 = choose the "
+                                "penalty and the sample set (every position or END only) by cross-validation on the selection half", ge=0.0)
+    min_regression_r2: float = option(0.3, "held-out R^2 at END the MLP regression needs before its amplify/erase verdict counts",
+                                      ge=0.0, le=1.0)
     n_null_draws: int = option(16, "random directions per head and prompt for the amplify/erase null", ge=1)
     damp_factor: float = option(0.0, "scale applied to the suppressor heads in the damping test", ge=0.0, le=1.0)
     batch_size: int = option(32, "prompts per forward pass", ge=1)

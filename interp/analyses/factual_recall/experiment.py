@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from interp.analyses.factual_recall.claims import CLAIMS
+from interp.analyses.factual_recall.claims import CLAIMS, POOR_FIT
 from interp.analyses.factual_recall.config import Config
 from interp.analyses.factual_recall.endcache import (
     direction_dla,
@@ -202,7 +202,7 @@ def run_experiment(model: HookedModel, config: Config | None = None, dataset: Fa
     # ------------------------------------------------------------ 2. MLP amplify / erase
     m_layer = max(lh[0] for lh in chosen[:1])
     with stage("mlp regression", timings, EXPERIMENT):
-        reg, x_fit = _fit_layer(model, ec, m_layer, sel, relations, cfg.ridge_alpha)
+        reg, fit_choice = _fit_layer(model, ec, m_layer, sel, relations, cfg.ridge_alpha if cfg.ridge_alpha > 0 else None)
         pred = reg.predict(ec.resid_mid[m_layer][ev_t], [r for r, e in zip(relations, ev, strict=True) if e])
         metrics["mlp_layer"] = float(m_layer)
         metrics["mlp_regression_r2_fit"] = reg.r2_fit
@@ -250,7 +250,7 @@ def run_experiment(model: HookedModel, config: Config | None = None, dataset: Fa
         spec_mis = z[:, rows, mis] - rel_mean
         deep = list(range(L // 2, L))
         f_layer = deep[int(torch.argmax(spec[deep][:, sel_t].mean(-1)))]
-        reg_f, _ = _fit_layer(model, ec, f_layer, sel, relations, cfg.ridge_alpha)
+        reg_f, _ = _fit_layer(model, ec, f_layer, sel, relations, cfg.ridge_alpha if cfg.ridge_alpha > 0 else None)
         boost, boost_rand = [], []
         g = torch.Generator().manual_seed(cfg.seed)
         for r in sorted(set(relations)):
@@ -336,7 +336,7 @@ def run_experiment(model: HookedModel, config: Config | None = None, dataset: Fa
         seed=cfg.seed, timings=timings, notes=notes, findings=findings,
         meta={"headline": ["accuracy", "argument_patch_drop", "random_heads_patch_drop", "mlp_rho_argument_heads", "mlp_rho_null_mean",
                            "function_specificity", "last_layer_dla_answer"],
-              "argument_heads": [head_name(*lh) for lh in chosen], "suppressor_heads": [head_name(last, h) for h in supp]},
+              "argument_heads": [head_name(*lh) for lh in chosen], "mlp_regression_fit": fit_choice, "suppressor_heads": [head_name(last, h) for h in supp]},
     )
     null_draws = null.mean(1).mean(0)  # per prompt: mean over heads and draws
     ev_dict = {
@@ -344,8 +344,11 @@ def run_experiment(model: HookedModel, config: Config | None = None, dataset: Fa
                                                        departures=(f"chosen heads {chosen_s}",)),
         "lv2024.mlp_amplify_erase": evidence_from_samples(
             rho.numpy(), float(null_draws.mean()), seed=cfg.seed,
-            departures=(f"MLP{m_layer}; regression R^2 held out {metrics['mlp_regression_r2_eval_end']:.2f}; frozen-gate variant "
-                        f"rho {metrics['mlp_frozen_rho_argument_heads']:+.3f} vs null {metrics['mlp_frozen_rho_null_mean']:+.3f}",)),
+            departures=((f"{POOR_FIT}: held-out R^2 at END {metrics['mlp_regression_r2_eval_end']:.2f} < {cfg.min_regression_r2:g}",)
+                        if metrics["mlp_regression_r2_eval_end"] < cfg.min_regression_r2 else ())
+            + (f"regression fitted on {fit_choice}",)
+            + (f"MLP{m_layer}; regression R^2 held out {metrics['mlp_regression_r2_eval_end']:.2f} (fit {reg.r2_fit:.2f}); frozen-gate "
+               f"variant rho {metrics['mlp_frozen_rho_argument_heads']:+.3f} vs null {metrics['mlp_frozen_rho_null_mean']:+.3f}",)),
         "lv2024.function_application": evidence_from_samples(
             spec[f_layer, ev_t].numpy(), float(spec_mis[f_layer, ev_t].mean()), seed=cfg.seed,
             departures=(f"MLP{f_layer}; intercept push {metrics['intercept_relation_boost']:+.2f} vs random {metrics['intercept_random_boost']:+.2f}",)),
@@ -365,21 +368,60 @@ def _other(own: int, pool: list[int], rng: np.random.Generator) -> int:
     return int(rng.choice(rest)) if rest else own
 
 
-def _fit_layer(model: HookedModel, ec, layer: int, sel: np.ndarray, relations: list[str], alpha: float):
-    """Regression of MLP ``layer`` on the selection prompts' inputs at every real position."""
-    xs, gs = [], []
+def _layer_rows(ec, layer: int, mask: np.ndarray, relations: list[str]) -> tuple[torch.Tensor, list[str], torch.Tensor, torch.Tensor]:
+    """MLP inputs of ``layer`` at every real position of the prompts in ``mask``: (x, group,
+    prompt index, is-END flag); END rows are grouped by relation, the others together."""
+    xs, gs, ps, es = [], [], [], []
     for mids, rws in zip(ec.all_mid, ec.all_rows, strict=True):
-        x = mids[layer]
         is_end = torch.zeros(len(rws), dtype=torch.bool)
         is_end[:-1] = rws[1:] != rws[:-1]
         is_end[-1] = True
-        keep = torch.tensor([bool(sel[int(r)]) for r in rws])
-        xs.append(x[keep])
+        keep = torch.tensor([bool(mask[int(r)]) for r in rws])
+        xs.append(mids[layer][keep])
+        ps.append(rws[keep])
+        es.append(is_end[keep])
         gs += [relations[int(r)] if e else OTHER_POSITIONS for r, e, k in zip(rws.tolist(), is_end.tolist(), keep.tolist(), strict=True) if k]
-    x = torch.cat(xs)
+    return torch.cat(xs), gs, torch.cat(ps), torch.cat(es)
+
+
+ALPHAS = (1e-3, 1e-2, 1e-1, 1.0)
+
+
+def _fit_layer(model: HookedModel, ec, layer: int, sel: np.ndarray, relations: list[str], alpha: float | None = None):
+    """Regression of MLP ``layer`` on the selection prompts (see `regression`).
+
+    With ``alpha`` None, the sample set (every real position, or END only) and the ridge
+    penalty are chosen by 2-fold cross-validation over the selection subjects (R^2 at END
+    of the held-out fold); returns (regression, description of the choice)."""
+    x, gs, ps, es = _layer_rows(ec, layer, sel, relations)
     with torch.no_grad():
-        y = mlp_forward(model, layer, x)
-    return fit_regression(layer, x, y.float(), gs, alpha), x
+        y = mlp_forward(model, layer, x).float()
+    if alpha is not None:
+        return fit_regression(layer, x, y, gs, alpha), f"all positions, alpha {alpha:g}"
+    idx = np.where(sel)[0]
+    fold = np.zeros(len(relations), dtype=bool)
+    fold[idx[np.random.default_rng(0).permutation(len(idx))[: len(idx) // 2]]] = True
+    in_a = torch.tensor(fold)[ps]
+    best = (-np.inf, "all", ALPHAS[0])
+    for rows_name in ("all", "end"):
+        for a in ALPHAS:
+            score = []
+            for train in (in_a, ~in_a):
+                tr = train & (es | (rows_name == "all"))
+                te = ~train & es
+                if tr.sum() < 4 or te.sum() < 2:
+                    continue
+                reg = fit_regression(layer, x[tr], y[tr], [g for g, t in zip(gs, tr.tolist(), strict=True) if t], a)
+                tg = [g for g, t in zip(gs, te.tolist(), strict=True) if t]
+                if not all(g in reg.intercepts for g in tg):
+                    continue
+                score.append(r2(reg.predict(x[te], tg), y[te]))
+            if score and float(np.mean(score)) > best[0]:
+                best = (float(np.mean(score)), rows_name, a)
+    _, rows_name, a = best
+    keep = es | (rows_name == "all")
+    reg = fit_regression(layer, x[keep], y[keep], [g for g, k in zip(gs, keep.tolist(), strict=True) if k], a)
+    return reg, f"{'every real position' if rows_name == 'all' else 'END positions only'}, alpha {a:g} (cross-validated R^2 {best[0]:.2f})"
 
 
 def _shot_row(shots: int, ec, enc, chosen, heads, mask, model: HookedModel) -> dict:
