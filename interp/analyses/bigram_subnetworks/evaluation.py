@@ -187,40 +187,42 @@ def overlap_test(
 
 # ---------------------------------------------------------------------- residual stream
 def ridge_r2(
-    x: Tensor, y: Tensor, train: np.ndarray, test: np.ndarray, alphas: Sequence[float], groups: np.ndarray
-) -> tuple[float, np.ndarray]:
+    x: Tensor, y: Tensor | Sequence[Tensor], train: np.ndarray, test: np.ndarray, alphas: Sequence[float], groups: np.ndarray
+) -> tuple[float, np.ndarray] | list[tuple[float, np.ndarray]]:
     """Held-out R^2 (variance-weighted over outputs) of a ridge map x -> y, and the R^2 within
     each test group (SSE and SST summed over the group's rows, SST about the test mean).
 
     Inputs are standardised on the training rows; the penalty is chosen from ``alphas`` on a
-    validation fifth of the training rows, then the map is refitted on all training rows."""
+    validation fifth of the training rows, then the map is refitted on all training rows.
+    ``y`` may be a list of targets (the Gram matrices are shared): then a list of results."""
+    ys = [y] if isinstance(y, Tensor) else list(y)
     x = x.double()
-    y = y.double()
     mu, sd = x[train].mean(0), x[train].std(0).clamp_min(1e-8)
     xs = (x - mu) / sd
-    ym = y[train].mean(0)
-    yc = y - ym
-
-    def fit(rows: np.ndarray, alpha: float) -> Tensor:
-        a = xs[rows]
-        gram = a.T @ a + alpha * torch.eye(a.shape[1], dtype=a.dtype)
-        return torch.linalg.solve(gram, a.T @ yc[rows])
-
     n_val = max(1, len(train) // 5)
     val, fit_rows = train[:n_val], train[n_val:]
-    best, best_err = alphas[0], float("inf")
-    for a in alphas:
-        w = fit(fit_rows, a)
-        err = float(((xs[val] @ w - yc[val]) ** 2).sum())
-        if err < best_err:
-            best, best_err = a, err
-    w = fit(train, best)
-    pred = xs[test] @ w
-    resid = ((pred - yc[test]) ** 2).sum(1).numpy()
-    tot = ((yc[test] - yc[test].mean(0)) ** 2).sum(1).numpy()
+    eye = torch.eye(xs.shape[1], dtype=xs.dtype)
+    g_fit = xs[fit_rows].T @ xs[fit_rows]
+    g_all = g_fit + xs[val].T @ xs[val]
     g = groups[test]
-    per_group = np.array([1 - resid[g == k].sum() / tot[g == k].sum() for k in np.unique(g)])
-    return float(1 - resid.sum() / tot.sum()), per_group
+    out = []
+    for yy in ys:
+        yy = yy.double()
+        yc = yy - yy[train].mean(0)
+        b_fit = xs[fit_rows].T @ yc[fit_rows]
+        best, best_err = alphas[0], float("inf")
+        for a in alphas:
+            w = torch.linalg.solve(g_fit + a * eye, b_fit)
+            err = float(((xs[val] @ w - yc[val]) ** 2).sum())
+            if err < best_err:
+                best, best_err = a, err
+        w = torch.linalg.solve(g_all + best * eye, b_fit + xs[val].T @ yc[val])
+        pred = xs[test] @ w
+        resid = ((pred - yc[test]) ** 2).sum(1).numpy()
+        tot = ((yc[test] - yc[test].mean(0)) ** 2).sum(1).numpy()
+        per_group = np.array([1 - resid[g == k].sum() / tot[g == k].sum() for k in np.unique(g)])
+        out.append((float(1 - resid.sum() / tot.sum()), per_group))
+    return out[0] if isinstance(y, Tensor) else out
 
 
 def residual_profile(
@@ -259,8 +261,7 @@ def residual_profile(
     r2_emb, r2_fin = np.zeros(n_pos), np.zeros(n_pos)
     by_emb, by_fin = [], []
     for p in range(n_pos):
-        r2_emb[p], ge = ridge_r2(resid[p], emb, train, test, alphas, groups)
-        r2_fin[p], gf = ridge_r2(resid[p], final, train, test, alphas, groups)
+        (r2_emb[p], ge), (r2_fin[p], gf) = ridge_r2(resid[p], [emb, final], train, test, alphas, groups)
         by_emb.append(ge)
         by_fin.append(gf)
     return {"r2_embedding": r2_emb, "r2_final": r2_fin, "r2_embedding_by_window": np.stack(by_emb),
