@@ -50,7 +50,8 @@ with scaled_component(model, [ComponentEdit(layer, head, v, 2.0)]):
 print("before:", svds["ov"].S[layer, head, :4])
 print("after: ", after[:4])"""),
     ("md", "## The experiment (quick settings, trimmed further to stay within a minute)\nReceivers, senders, the weight-vs-data correlation, the ablation of the top components, and the Laundry List before/after the edit. `interp run talking-heads` runs the full version."),
-    ("code", """cfg = Config.quick_preset(n_groups_tested=2, laundry_ns=(2, 4), positional=False, edit_sources=("ioi",))
+    ("code", """cfg = Config.quick_preset(n_groups_tested=2, n_duplicates=0, laundry_ns=(2, 3), n_laundry_prompts=6,
+                          positional=False, edit_sources=("ioi",))
 result = run_experiment(model, cfg)
 result.summary()"""),
     ("code", """print("\\n".join(result.notes))
