@@ -14,8 +14,10 @@ class Config(AnalysisConfig):
     The full preset evaluates accuracy and logit differences on 200 held-out IOI and 200
     Colored Objects prompts; discovery (path patching) runs on fewer prompts, and the
     ablation sweeps (faithfulness with its random controls, completeness, minimality) and
-    the intervention sweep run on subsets of the evaluation prompts (sizes below), so the
-    full run fits about 20 minutes on one CPU thread with SmolLM2-135M.
+    the intervention sweep run on subsets of the evaluation prompts (sizes below). The full
+    preset is sized for roughly 15-20 minutes of one idle CPU core with SmolLM2-135M
+    (estimated from the quick run's CPU time, 3 min 51 s; the full run itself has not been
+    timed on an idle machine).
     """
 
     QUICK = {
@@ -51,6 +53,6 @@ class Config(AnalysisConfig):
     n_overlap_null: int = option(2000, "random per-stage head sets for the overlap null", ge=10)
     n_overlap_boot: int = option(200, "bootstrap resamples of discovery prompts for the overlap CI", ge=10)
     n_intervene: int = option(4, "heads in the intervention (IOI S-inhibition and negative movers, strongest first)", ge=1)
-    n_random_sets: int = option(20, "random same-size head sets (layers spanned by the intervened heads) as the intervention control", ge=1)
+    n_random_sets: int = option(20, "random same-size head sets (from the first intervened layer up) as the intervention control", ge=1)
     n_backup_control: int = option(4, "random same-size head sets knocked out as the backup-name-mover control", ge=1)
     chunk: int = option(16, "senders per batched forward in path patching", ge=1)
