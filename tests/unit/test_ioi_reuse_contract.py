@@ -50,6 +50,7 @@ def test_quick_run_on_tiny_llama_has_every_claim(tiny_llama, tmp_path):
         assert abs(res.metrics["faithfulness"] - res.arrays["f_circuit"].mean() / res.arrays["f_model"].mean()) < 1e-9
     back = load_run(res.save(tmp_path))
     assert back.kind == "ioi-reuse" and list(back.tables["claims"]["claim_id"]) == CLAIM_IDS
+    assert Config.from_dict(back.config) == Config.quick_preset()  # the stored config re-runs (interp rerun)
     assert len(figures(back)) >= 5
 
 

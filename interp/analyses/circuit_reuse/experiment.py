@@ -289,18 +289,18 @@ def run_experiment(model: HookedModel, config: Config | None = None, dataset: IO
     if "faithfulness" in metrics:
         findings.insert(2, f"circuit keeps F(C)/F(M) = {metrics['faithfulness']:.2f} of the logit difference "
                            f"(random circuits of its size: 95th percentile {metrics['faithfulness_random_q95']:.2f})")
-    config = {**cfg.to_dict(), "discovery": asdict(dcfg), "corruption_discovery": "abc (IOI), other object asked (Colored Objects)",
-              "mean_ablation_reference": ref_note, "overlap_fracs": list(OVERLAP_FRACS),
-              "sizes_used": {"ioi_discovery": len(disc), "ioi_eval": len(held), "ablation_prompts": len(abl),
-                             "cobj_discovery": len(cobj_d), "cobj_eval": len(cobj_e)}}
+    protocol = {"discovery": asdict(dcfg), "corruption_discovery": "abc (IOI), other object asked (Colored Objects)",
+                "mean_ablation_reference": ref_note, "overlap_fracs": list(OVERLAP_FRACS),
+                "sizes_used": {"ioi_discovery": len(disc), "ioi_eval": len(held), "ablation_prompts": len(abl),
+                               "cobj_discovery": len(cobj_d), "cobj_eval": len(cobj_e)}}
     if cfg.quick:
         notes.insert(0, "quick preset: a smoke test on few prompts; no verdict is drawn from it")
     result = CircuitReuseResult(
-        experiment=EXPERIMENT, metrics=metrics, arrays=arrays, tables=tables, config=config, model=model.describe(),
+        experiment=EXPERIMENT, metrics=metrics, arrays=arrays, tables=tables, config=cfg.to_dict(), model=model.describe(),
         seed=seed, timings=timings, notes=notes, findings=findings,
         meta={"headline": ["ioi_accuracy", "ioi_logit_diff", "faithfulness", "cobj_accuracy", "overlap_jaccard",
                            "intervention_acc_ioi_heads", "intervention_acc_random_q95"],
-              "user_prompts": user},
+              "user_prompts": user, "protocol": protocol},
     )
     attach_claims(result, CLAIMS, ev, quick=cfg.quick)
     return result
