@@ -64,6 +64,16 @@ C_SNIPPETS = [
     "int find_max(int a, int b",
     "long total(long base, long extra",
     "void print_value(int value, int width",
+    "int read_config(char name, int flags",
+    "float mix_colors(float r, float g",
+    "int clamp_index(int i, int size",
+    "void swap_items(int a, int b",
+    "double run_model(double rate, int epochs",
+    "int parse_line(char line, int length",
+    "long hash_key(long key, int seed",
+    "float lerp(float a, float t",
+    "int count_words(char text, int limit",
+    "void draw_box(int x, int y",
 ]
 PY_SNIPPETS = [
     "def myfunc(iters, x",
@@ -76,6 +86,16 @@ PY_SNIPPETS = [
     "def find_max(a, b",
     "def total(base, extra",
     "def print_value(value, width",
+    "def read_config(name, flags",
+    "def mix_colors(r, g",
+    "def clamp_index(i, size",
+    "def swap_items(a, b",
+    "def run_model(rate, epochs",
+    "def parse_line(line, length",
+    "def hash_key(key, seed",
+    "def lerp(a, t",
+    "def count_words(text, limit",
+    "def draw_box(x, y",
 ]
 
 

@@ -191,6 +191,7 @@ def run_experiment(model: HookedModel, config: Config | None = None, dataset: Ob
                 control = null_quantile(null, 0.95)
                 res.metrics[f"{k}_spearman_importance_vs_direct_path"] = rho
                 res.metrics[f"{k}_spearman_control_random_observables_q95"] = control
+                res.metrics[f"{k}_spearman_control_random_observables_mean"] = float(np.mean(null))
                 res.metrics[f"{k}_top5_overlap_direct_path"] = top_k_overlap(imp[k], eff.abs(), 5)
                 res.metrics[f"{k}_clean_observable"] = base
                 for mode in ("input", "typical", "jacobian"):
@@ -439,9 +440,11 @@ def _data_efficiency(model, cfg, tasks, obs, labels, imp, feats, res, evidence, 
     for col in ("auc_obsprop", "auc_logistic", "auc_mean_difference"):
         res.metrics[f"data_efficiency_{col}_mean"] = float(at[col].mean())
     evidence["dunefsky2023.data_efficiency"] = Evidence(value=value, ci_low=lo, ci_high=hi, control_value=0.0, n=n_test)
+    small = df[df["train_per_class"] == min(df["train_per_class"])]
     findings.append(f"data efficiency at {cfg.claim_train_size} examples/class over {', '.join(at['task'])}: AUC ObsProp "
                     f"{at['auc_obsprop'].mean():.3f} vs logistic {at['auc_logistic'].mean():.3f} vs mean difference "
-                    f"{at['auc_mean_difference'].mean():.3f}")
+                    f"{at['auc_mean_difference'].mean():.3f} (at {int(small['train_per_class'].iloc[0])}/class: logistic "
+                    f"{small['auc_logistic'].mean():.3f}, mean difference {small['auc_mean_difference'].mean():.3f})")
 
 
 __all__ = ["EXPERIMENT", "ObsPropResult", "load_dataset", "run_experiment", "task_observable"]
