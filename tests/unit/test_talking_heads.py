@@ -480,3 +480,22 @@ def test_quick_run_has_every_claim_and_config_errors(tiny_llama, tmp_path):
     # channel rows: z from the in-head null, only receivers above the sender
     ch = res.tables["channels"]
     assert (ch["receiver"].map(lambda h: int(h[1:].split("H")[0])) > ch["sender"].map(lambda h: int(h[1:].split("H")[0]))).all()
+
+
+def test_roles_from_a_circuit_run_drive_the_pipeline(tiny_llama, tmp_path):
+    import pandas as pd
+
+    from interp.analyses.talking_heads import Config, run_experiment
+    from interp.results import Result
+
+    roles = pd.DataFrame({"head": ["L2H1", "L2H3", "L1H0", "L0H2"],
+                          "role": ["name mover", "name mover", "s-inhibition", "duplicate token"]})
+    run = Result(experiment="ioi-reuse", tables={"ioi_roles": roles}, model=tiny_llama.describe()).save(tmp_path)
+    cfg = Config.quick_preset(circuit_run=str(run), positional=False, edit_sources=("ioi",), laundry_ns=(2, 3),
+                              n_laundry_prompts=4, n_groups_tested=2)
+    res = run_experiment(tiny_llama, cfg)
+    assert res.meta["roles"]["receivers"] == ["L2H1", "L2H3"] and res.meta["roles"]["senders"] == ["L1H0"]
+    assert res.meta["roles"]["duplicates"] == ["L0H2"]
+    assert res.meta["roles"]["source"] == {"receivers": "circuit", "senders": "circuit", "duplicates": "circuit"}
+    assert set(res.tables["channels"]["sender"]) == {"L1H0"}
+    assert "duplicate_channels" in res.tables and set(res.tables["duplicate_channels"]["duplicate_head"]) == {"L0H2"}
