@@ -322,6 +322,14 @@ def test_schedule_and_speedup():
     cfg = MaskTrainConfig(speedup=10)
     assert cfg.effective_lr == pytest.approx(5e-4) and cfg.effective_growth == pytest.approx(1.001**10)
     assert cfg.temperature(3) == pytest.approx(1.001**30)
+    from interp.analyses.bigram_subnetworks import MaskTrainResult
+
+    flat = dict(target="bigram", logits=[], stop_reason="undecided", hard_kept=[0.1] * 50)
+    assert MaskTrainResult(config=MaskTrainConfig(speedup=50), **flat).converged
+    assert not MaskTrainResult(config=MaskTrainConfig(speedup=51), **flat).converged  # too fast to count
+    assert not MaskTrainResult(config=MaskTrainConfig(speedup=50), **{**flat, "stop_reason": "max_steps"}).converged
+    shrinking = {**flat, "hard_kept": list(np.linspace(0.2, 0.1, 50))}  # still falling in the last doubling of T
+    assert not MaskTrainResult(config=MaskTrainConfig(speedup=50), **shrinking).converged
     paper = MaskTrainConfig()
     assert (paper.lr, paper.t_growth, paper.weight_decay, paper.max_steps, paper.batch, paper.stop_undecided) == (
         5e-5, 1.001, 0.01, 15000, 32, 0.01)

@@ -7,8 +7,8 @@ steps, stop when fewer than 1% of the kept entries are undecided. That takes GPU
 SmolLM2, so the FULL preset (the CPU reference run) masks the first two layers only (the
 kept share is still divided by all block weights of the whole model), runs the same (s, T)
 trajectory 300x faster (``speedup``) with batches of 4 x 64 tokens and a 30-step budget, one
-attempt per mask, and says so in the claims' departures (such masks are not expected to meet
-the convergence criterion, so their claims come out inconclusive). Small models (<= 4
+attempt per mask, and says so in the claims' departures; a schedule sped up more than 50x
+never counts as converged, so that run's claims are inconclusive by rule. Small models (<= 4
 layers) are masked whole.
 """
 
@@ -56,6 +56,8 @@ class Config(AnalysisConfig):
     plateau_tol: float = option(1e-3, "relative loss change that counts as a plateau", ge=0.0)
     settle_tol: float = option(0.02, "converged also needs the hard kept share to change by less than this (relative) "
                                      "over the last doubling of the temperature (0: never settled)", ge=0.0)
+    max_converged_speedup: float = option(50.0, "masks trained with a larger speedup never count as converged "
+                                                "(their claims are inconclusive)", ge=1.0)
     max_attempts: int = option(3, "attempts with a new data order when the loss curve is unstable (paper: 3)", ge=1)
     second_seed: bool = option(True, "train a second bigram mask with another seed and data order (overlap control)")
     unigram_control: bool = option(True, "train a unigram-target mask (overlap / size / function control)")
