@@ -191,9 +191,14 @@ def project(
         perp = min(perplexity, max(2.0, (n - 1) / 3.0))
         out = TSNE(n_components=dims, perplexity=perp, init="pca", random_state=seed, max_iter=tsne_iters).fit_transform(points)
     else:
+        import warnings
+
         import umap  # umap-learn; slow import (numba)
 
-        out = umap.UMAP(n_components=dims, n_neighbors=min(n_neighbors, n - 1), random_state=seed, n_epochs=n_epochs).fit_transform(points)
+        with warnings.catch_warnings():  # "n_jobs overridden by random_state": seeded runs are single-threaded by design
+            warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
+            out = umap.UMAP(n_components=dims, n_neighbors=min(n_neighbors, n - 1), random_state=seed,
+                            n_epochs=n_epochs).fit_transform(points)
     return np.asarray(out, dtype=np.float32)
 
 
