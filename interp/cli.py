@@ -53,9 +53,8 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 def _cmd_fetch(args: argparse.Namespace) -> int:
     from interp.models import ASSETS, fetch_asset, smollm2_cache_dir
-    from interp.models.tokenizers import gpt2_tokenizer_dir
-
     from interp.models.gemma import GEMMA3_LICENCE, GEMMA3_NAME, gemma3_cache_dir
+    from interp.models.tokenizers import gpt2_tokenizer_dir
 
     names = [*ASSETS, GEMMA3_NAME] if args.name == "all" else [args.name]
     for name in names:
