@@ -73,8 +73,9 @@ CLAIMS = [
         rule_text="reproduces if the CI of the heads' rho lies above the random-direction mean; fails if its upper end is at or "
                   "below it; inconclusive if the regression's held-out R^2 at END is below min_regression_r2",
         min_n=20,
-        departures=(_SPLIT, "the regression is fitted on the selection prompts' MLP inputs at every real position (ridge), "
-                    "with one intercept per relation at END and one for other positions: more samples than dimensions",
+        departures=(_SPLIT, "the regression (ridge; one intercept per relation at END, one for other positions) is fitted on the "
+                    "selection prompts' MLP inputs; sample set (every real position or END only) and penalty chosen by "
+                    "cross-validation on the selection half (the row says which)",
                     "the frozen-gate linearisation (gate and norm scale frozen per prompt) is reported as the variant "
                     "mlp_frozen_* with the same null"),
     ),
