@@ -56,7 +56,7 @@ result.summary()"""),
     fig.show()"""),
     ("md", """## The engine by hand: one path-patching stage
 
-Senders of one layer are stacked along the batch axis and start from the cached clean
+Senders of one layer are stacked along the batch axis and re-enter with the cached clean
 residual entering their layer; MLPs are recomputed (the papers' default; `freeze_mlps=True`
 freezes them, and then the heads->logits sweep needs no forward pass per sender)."""),
     ("code", """from interp.patching import logit_diff_metric, path_patch

@@ -17,11 +17,13 @@ implementations of Wang et al. and Merullo et al.; ``freeze_mlps=True`` freezes 
 their clean values (recorded by the callers).
 
 Speed: senders are stacked along the batch axis (one forward per chunk of senders), and
-with ``reuse_prefix=True`` (default) each chunk holds senders of one layer and starts from
-the cached clean residual entering that layer (nothing upstream of a sender can change),
-so a sender in layer l costs the layers l..L-1 only; receivers' inputs are patched in a
-run that starts at the first receiver layer, and every run stops at the final residual
-(only the metric position is unembedded). For receivers = logits with MLPs frozen, step 2
+with ``reuse_prefix=True`` (default) each chunk holds senders of one layer and re-enters
+the forward with the cached clean residual entering that layer (nothing upstream of a
+sender can change), through the bridge's ``start_at_layer``. Measured caveat: the
+installed TransformerLens bridge still computes blocks 0..l-1 and discards them, so this
+saves no time yet (benchmarks/bench_patching.py); the time saved comes from stacking
+senders, stopping the step-2 pass after the last receiver layer and stopping every pass at
+the final residual (only the metric position is unembedded). For receivers = logits with MLPs frozen, step 2
 is linear in the sender's change: the final residual is clean + (corrupt - clean) sender
 output, so the whole sweep reuses the two cached runs and needs no further forward pass
 (`fast=True`, exact up to float error).
