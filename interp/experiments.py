@@ -122,7 +122,11 @@ def run_analysis(name: str, model: Any, config: AnalysisConfig, prompts: str | P
             raise ConfigError(f"prompt file {path} does not exist or is not a file")
         dataset_meta = {"path": str(path.resolve()), "sha256": file_sha256(path)}
         dataset = loader(model, path)
+    import torch
+
+    threads = torch.get_num_threads()
     result = mod.run_experiment(model, config=config, dataset=dataset)
+    result.meta["torch_threads_at_start"] = threads
     if dataset_meta is not None:
         result.meta["dataset"] = dataset_meta
     if result.claims is None:

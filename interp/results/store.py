@@ -210,7 +210,7 @@ class Result:
                 "notes": self.notes,
                 "meta": self.meta,
                 "findings": self.findings,
-                "runtime": runtime_info(self.model),
+                "runtime": runtime_info(self.model, self.meta.get("torch_threads_at_start")),
                 "versions": package_versions(),
                 "git_commit": git_commit(),
                 "platform": platform.platform(),
@@ -478,15 +478,22 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def runtime_info(model: dict[str, Any]) -> dict[str, Any]:
-    """Threads, device and dtype the numbers were computed with (they can change the last bits)."""
+def runtime_info(model: dict[str, Any], threads_at_start: int | None = None) -> dict[str, Any]:
+    """Threads, device and dtype the numbers were computed with (they can change the last bits).
+
+    ``torch_threads`` is the count when the run started (`run_analysis` records it); a library
+    inside the run (threadpoolctl via UMAP, say) can reset it, so the count at save time is
+    kept too when it differs."""
     info: dict[str, Any] = {"device": model.get("device"), "dtype": model.get("dtype")}
     try:
         import torch
 
-        info["torch_threads"] = torch.get_num_threads()
+        now = torch.get_num_threads()
     except ImportError:  # a store used without torch
-        info["torch_threads"] = None
+        now = None
+    info["torch_threads"] = threads_at_start if threads_at_start is not None else now
+    if now != info["torch_threads"]:
+        info["torch_threads_at_save"] = now
     return info
 
 
