@@ -284,6 +284,9 @@ def test_answer_rank():
     logits = torch.tensor([[0.1, 3.0, 2.0, -1.0], [5.0, 1.0, 1.0, 0.0]])
     assert answer_rank(logits, torch.tensor([2, 0])).tolist() == [1.0, 0.0]
     assert answer_rank(logits[None].repeat(3, 1, 1), torch.tensor([3, 3])).tolist() == [[3.0, 3.0]] * 3
+    # ties count against the answer: a silent output (all logits equal) ranks it last
+    assert answer_rank(torch.zeros(2, 5), torch.tensor([0, 4])).tolist() == [4.0, 4.0]
+    assert answer_rank(logits, torch.tensor([1, 1])).tolist() == [0.0, 2.0]  # 5.0 above, 1.0 tied
 
 
 # ------------------------------------------------------------------ end to end on tiny models

@@ -134,8 +134,6 @@ KNOWN_FALSE_POSITIVES = {
     "testbed.staged_discovery.induction": "stage selection is relative to the largest score, with no absolute floor: "
                                           "float-noise effects on the control are selected",
     "testbed.staged_discovery.ioi": "same: on the control without inhibition a noise-level head gets the s-inhibition role",
-    "testbed.factual_mlp.factual": "answer_rank counts strictly larger logits, so an MLP whose END output is exactly zero "
-                                   "ranks the answer first",
 }
 
 

@@ -32,10 +32,11 @@ class FactualRecallResult(Result):
 
 
 def answer_rank(logits: Float[Tensor, "... batch vocab"], answer: Tensor) -> Float[Tensor, "... batch"]:
-    """Rank of the answer (0 = top) in each logit vector."""
+    """Rank of the answer (0 = top) in each logit vector; ties count against the answer, so
+    an output that says nothing (all logits equal) ranks it last, not first."""
     idx = answer.view(*([1] * (logits.ndim - 2)), -1, 1).expand(*logits.shape[:-1], 1)
     la = logits.gather(-1, idx.to(logits.device))
-    return (logits > la).sum(-1).float()
+    return ((logits >= la).sum(-1) - 1).float()
 
 
 def mlp_logit_lens(model: HookedModel, enc: Encoded, mlp_outs: Float[Tensor, "layer batch d_model"]) -> dict[str, Tensor]:
