@@ -7,7 +7,7 @@ every pass:
     over ``--norm-seqs`` corpus sequences, timed and counted on its own;
   * direct-path patching (the paper's reference): 2 passes (clean, corrupt) + arithmetic;
   * total-effect activation patching: 2 passes + one forward per layer over heads x prompts.
-Usage: .venv/bin/python benchmarks/bench_obsprop.py [--model smollm2-135m] [--repeats 3] [--n 8]
+Usage: .venv/bin/python benchmarks/bench_obsprop.py [--model smollm2-135m] [--repeats 3] [--n 8] [--threads 1]
 """
 
 from __future__ import annotations
@@ -41,7 +41,10 @@ def main() -> None:
     p.add_argument("--n", type=int, default=8, help="prompt pairs for patching")
     p.add_argument("--norm-seqs", type=int, default=8)
     p.add_argument("--norm-seq-len", type=int, default=64)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     model = load_model(args.model)
     obs = make_observable(model, " she", " he")
     fem, mal = name_prompts(model.tokenizer, SUBJECT_TEMPLATE, args.n)
