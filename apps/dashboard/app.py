@@ -18,7 +18,9 @@ from __future__ import annotations
 import ipaddress
 import logging
 import tempfile
+import threading
 import traceback
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,7 @@ import dash
 import diskcache
 from dash import DiskcacheManager, Input, Output, dcc, html
 
-from apps.dashboard import pages_analysis, pages_atlas, pages_sentence
+from apps.dashboard import pages_analysis, pages_atlas, pages_head, pages_lab, pages_sentence
 from apps.dashboard.data import DashboardData, ParamError
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,7 @@ ROUTES = {
     "/head": pages_atlas.head_page,
     "/search": pages_atlas.search_page,
     "/sentence": pages_sentence.sentence_page,
+    "/lab": pages_lab.lab_page,
 }
 
 
@@ -48,7 +51,7 @@ def error_box(message: str, title: str = "Cannot show this page") -> html.Div:
 
 def navbar(data: DashboardData) -> html.Div:
     links = [dcc.Link("Overview", href="/"), dcc.Link("Atlas", href="/atlas"), dcc.Link("Sentence", href="/sentence"),
-             dcc.Link("Search", href="/search")]
+             dcc.Link("Search", href="/search"), dcc.Link("Lab", href="/lab")]
     try:
         links += [dcc.Link(k, href=f"/analysis/{k}") for k in data.kinds()
                   if k != "attention-atlas" and pages_analysis.KIND_RE.match(k)]
@@ -66,16 +69,41 @@ def render(data: DashboardData, pathname: str | None, search: str | None) -> Any
         return error_box("the page address must be text")
     path = (pathname or "/").rstrip("/") or "/"
     try:
-        if path.startswith("/analysis/"):
-            return pages_analysis.analysis_page(data, path.removeprefix("/analysis/"), search)
+        if path.startswith(("/analysis/", "/head/")):
+            return _cached_page(data, path, search)
         if path not in ROUTES:
-            raise ParamError(f"no page at {path!r}; pages: {', '.join(ROUTES)}, /analysis/<kind>")
+            raise ParamError(f"no page at {path!r}; pages: {', '.join(ROUTES)}, /analysis/<kind>, /head/<model>/L<layer>H<head>")
         return ROUTES[path](data, search)
     except ParamError as exc:
         return error_box(str(exc))
     except Exception as exc:  # never show a traceback to the browser
         log.error("page %s failed:\n%s", path, traceback.format_exc())
         return error_box(f"internal error while building the page ({type(exc).__name__}); see the server log")
+
+
+PAGE_CACHE_SIZE = 32
+_page_cache: OrderedDict[tuple, Any] = OrderedDict()
+_page_lock = threading.Lock()
+
+
+def _cached_page(data: DashboardData, path: str, search: str | None) -> Any:
+    """Analysis pages and head profiles are pure functions of the runs on disk: built once
+    per (address, listing of runs) and reused (building their figures is the slow part)."""
+    listing = tuple((m.get("path"), m.get("created")) for m in data.runs()) + tuple(s.get("name") for s in data.skipped())
+    key = (id(data), path, search or "", hash(listing))
+    with _page_lock:
+        if key in _page_cache:
+            _page_cache.move_to_end(key)
+            return _page_cache[key]
+    if path.startswith("/analysis/"):
+        page = pages_analysis.analysis_page(data, path.removeprefix("/analysis/"), search)
+    else:
+        page = pages_head.head_profile(data, path.removeprefix("/head/"), search)
+    with _page_lock:
+        _page_cache[key] = page
+        while len(_page_cache) > PAGE_CACHE_SIZE:
+            _page_cache.popitem(last=False)
+    return page
 
 
 def _callback_error(exc: Exception) -> None:
@@ -172,7 +200,8 @@ def create_app(runs_dir: str | Path, model_name: str = "smollm2-135m", model: An
     app.layout = html.Div([
         dcc.Location(id="url", refresh="callback-nav"),
         html.Div(id="navbar"),
-        dcc.Loading(html.Div(id="page", className="page"), type="circle", delay_show=400),
+        # only page changes show the spinner: a job inside a page (lab, t-SNE) must leave its form and cancel button visible
+        dcc.Loading(html.Div(id="page", className="page"), type="circle", delay_show=400, target_components={"page": "children"}),
     ])
 
     @app.callback(Output("page", "children"), Output("navbar", "children"), Input("url", "pathname"), Input("url", "search"))
@@ -182,7 +211,14 @@ def create_app(runs_dir: str | Path, model_name: str = "smollm2-135m", model: An
 
     pages_atlas.register(app, data)
     pages_sentence.register(app, data)
+    pages_lab.register(app, data, cache_dir)
+    app.clientside_callback(  # an address with #claim-... scrolls to it once the page is drawn
+        "function(children) { const h = window.location.hash; if (h) { setTimeout(() => { const el = document.getElementById("
+        "decodeURIComponent(h.slice(1))); if (el) { el.scrollIntoView({block: 'center'}); el.classList.add('target'); } }, 50); }"
+        " return window.dash_clientside.no_update; }",
+        Output("page", "className"), Input("page", "children"))
     app._interp_data = data  # for tests and benchmarks
+    app._interp_cache_dir = cache_dir
     return app
 
 

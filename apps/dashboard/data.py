@@ -145,6 +145,21 @@ class DashboardData:
     def runs_of(self, kind: str, refresh: bool = False) -> list[dict[str, Any]]:
         return [m for m in self.runs(refresh) if m["kind"] == kind]
 
+    def model_ids(self) -> list[str]:
+        """Model ids of the listed runs (sorted)."""
+        return sorted({str(m.get("model", {}).get("id")) for m in self.runs() if isinstance(m.get("model", {}).get("id"), str)})
+
+    def runs_of_model(self, model_id: str) -> list[dict[str, Any]]:
+        """Manifests of the runs of ``model_id`` (newest first)."""
+        return [m for m in self.runs() if m.get("model", {}).get("id") == model_id]
+
+    def latest_of_model(self, model_id: str) -> dict[str, dict[str, Any]]:
+        """{kind: manifest of the newest run of that kind on ``model_id``}."""
+        out: dict[str, dict[str, Any]] = {}
+        for m in self.runs_of_model(model_id):
+            out.setdefault(str(m["kind"]), m)
+        return out
+
     def load(self, kind: str, run: str | None = None) -> Result:
         """Run ``run`` (folder name) of ``kind``, or the newest one that loads (broken newer
         runs are passed over and listed as skipped); ParamError if there is none."""

@@ -8,13 +8,14 @@ import logging
 import re
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import numpy as np
 import pandas as pd
 from dash import dcc, html
 
 import interp.viz
+from apps.dashboard import pages_claims
 from apps.dashboard.data import RUN_NAME_RE, DashboardData, ParamError, check_head_label, parse_query
 from interp.core.model import HEAD_RE
 
@@ -41,7 +42,9 @@ def _run_row(m: dict[str, Any]) -> html.Tr:
     href = f"/atlas?run={name}" if kind == "attention-atlas" else f"/analysis/{kind}?run={name}"
     if not KIND_RE.match(kind):  # listed, but no page can be addressed for it
         href = "/"
-    metrics = ", ".join(f"{k}={_fmt(v)}" for k, v in list(m.get("metrics", {}).items())[:4])
+    mets = m.get("metrics", {})
+    keys = [k for k in (m.get("meta", {}).get("headline") or []) if isinstance(k, str) and k in mets][:4] or list(mets)[:4]
+    metrics = ", ".join(f"{k}={_fmt(mets[k])}" for k in keys)
     return html.Tr([html.Td(kind[:80]), html.Td(dcc.Link(name, href=href)), html.Td(str(m.get("model", {}).get("id", "?"))[:120]),
                     html.Td(str(m.get("created", ""))[:40]), html.Td(metrics[:300], className="small")])
 
@@ -69,9 +72,99 @@ def home(data: DashboardData, search: str | None) -> Any:
         html.H2("Runs"),
         html.P(f"Runs directory: {data.runs_dir} · live model for typed prompts: {data.model_name}", className="explain"),
         html.Div(cards, className="cards"),
+        pages_claims.overview_claims(data),
+        html.H3("Every run"),
         html.Table(rows, className="runs"),
         skipped,
     ])
+
+
+LAYER_LABEL = re.compile(r"^L\d+$")
+HEAD_COL_LABEL = re.compile(r"^H\d+$")
+HEAD_LABEL = re.compile(r"^L(\d+)H(\d+)$")
+HIGHLIGHT_LINE = {"color": "#ff2d95", "width": 3}
+
+
+def _axis_key(ref: str | None, axis: str) -> str:
+    """Trace axis reference ('y2') -> layout key ('yaxis2')."""
+    ref = ref or axis
+    return f"{axis}axis{ref[1:]}"
+
+
+def _is_layer_axis(values: Any, title: str) -> bool:
+    if values is None:
+        return title.strip().lower() in ("layer", "layers")
+    vals = list(values)
+    if vals and all(isinstance(v, str) and LAYER_LABEL.match(v) for v in vals):
+        return True
+    return title.strip().lower() in ("layer", "layers") and all(isinstance(v, int | np.integer) for v in vals)
+
+
+UNUSED_TEMPLATE_LAYOUT = ("polar", "ternary", "scene", "geo", "mapbox", "map", "smith")
+
+
+def lighten_figure(fig: Any) -> Any:
+    """Send less per figure: the template keeps only the layout defaults and the trace
+    types the figure uses (a full plotly template is ~7 kB in every figure), and float64
+    data become float32 (half the bytes; 7 significant digits are plenty on screen)."""
+    import plotly.graph_objects as go
+
+    tpl = fig.layout.template
+    if tpl is not None and (tpl.layout or tpl.data):
+        used = {getattr(tr, "type", None) for tr in fig.data}
+        layout = {k: v for k, v in tpl.layout.to_plotly_json().items() if k not in UNUSED_TEMPLATE_LAYOUT}
+        data = {t: getattr(tpl.data, t) for t in used if t and getattr(tpl.data, t, None)}
+        fig.layout.template = go.layout.Template(layout=layout, data=data)
+    for tr in fig.data:
+        for attr in ("x", "y", "z", "customdata", "marker.color", "marker.size"):
+            try:
+                v = tr[attr]
+            except (KeyError, ValueError, TypeError):
+                continue
+            if isinstance(v, np.ndarray) and v.dtype == np.float64:
+                tr[attr] = v.astype(np.float32)
+    return fig
+
+
+def normalize_figure(fig: Any, head: tuple[int, int] | None = None) -> Any:
+    """Make every layer x head heatmap read the same way on every page: layer 0 at the top,
+    hover naming the head 'L9H2' (never 'LL9 H2'); mark ``head`` (layer, head) on each such
+    heatmap, and its row and column on head x head maps. Other figures pass unchanged."""
+    import plotly.graph_objects as go
+
+    if not isinstance(fig, go.Figure):
+        return fig
+    lighten_figure(fig)
+    for tr in fig.data:
+        if getattr(tr, "type", None) != "heatmap":
+            continue
+        ykey = _axis_key(tr.yaxis, "y")
+        try:
+            ytitle = str(fig.layout[ykey].title.text or "")
+        except (KeyError, ValueError, AttributeError):
+            ytitle = ""
+        x = list(tr.x) if tr.x is not None else None
+        y = list(tr.y) if tr.y is not None else None
+        if _is_layer_axis(y, ytitle):
+            fig.layout[ykey].autorange = "reversed"
+            if y and isinstance(y[0], str) and x and all(isinstance(v, str) and HEAD_COL_LABEL.match(v) for v in x):
+                tr.hovertemplate = "%{y}%{x}: %{z:.4g}<extra></extra>"
+            elif not tr.hovertemplate and tr.text is None:
+                tr.hovertemplate = "L%{y}H%{x}: %{z:.4g}<extra></extra>"
+            if head is not None:
+                layer, h = head
+                fig.add_shape(type="rect", x0=h - 0.5, x1=h + 0.5, y0=layer - 0.5, y1=layer + 0.5, line=HIGHLIGHT_LINE,
+                              xref=tr.xaxis or "x", yref=tr.yaxis or "y")
+        elif head is not None and x and y and isinstance(x[0], str) and HEAD_LABEL.match(str(x[0])):
+            label = f"L{head[0]}H{head[1]}"
+            for axis, values in (("x", x), ("y", y)):
+                if label in values:
+                    i = values.index(label)
+                    other = len(y) if axis == "x" else len(x)
+                    box = {"x0": i - 0.5, "x1": i + 0.5, "y0": -0.5, "y1": other - 0.5} if axis == "x" else \
+                          {"y0": i - 0.5, "y1": i + 0.5, "x0": -0.5, "x1": other - 0.5}
+                    fig.add_shape(type="rect", line=HIGHLIGHT_LINE, xref=tr.xaxis or "x", yref=tr.yaxis or "y", **box)
+    return fig
 
 
 def _fmt(v: Any) -> str:
@@ -80,8 +173,14 @@ def _fmt(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)[:60]
 
 
-def _cell(value: Any, atlas_run: str | None, kinds: list[str]) -> Any:
-    """Table cell; head labels become links to the atlas and to other analysis pages."""
+def head_profile_href(model: str | None, label: str) -> str:
+    """The head's profile page (every analysis of ``model`` about it)."""
+    return f"/head/{quote(str(model or '?'), safe='')}/{label}"
+
+
+def _cell(value: Any, atlas_run: str | None, kinds: list[str], model: str | None = None) -> Any:
+    """Table cell; head labels become links to the head's profile (or the atlas when the
+    model is unknown)."""
     if isinstance(value, float | np.floating):
         return html.Td(f"{value:.4g}", className="num")
     text = str(value)
@@ -92,13 +191,18 @@ def _cell(value: Any, atlas_run: str | None, kinds: list[str]) -> Any:
     rest = text
     for label in labels:
         before, _, rest = rest.partition(label)
-        q = {"head": label} | ({"run": atlas_run} if atlas_run else {})
-        parts += [before, dcc.Link(label, href="/head?" + urlencode(q), className="head-link", title=f"{label} in the atlas")]
+        if model:
+            parts += [before, dcc.Link(label, href=head_profile_href(model, label), className="head-link",
+                                       title=f"{label}: every analysis of {model}")]
+        else:
+            q = {"head": label} | ({"run": atlas_run} if atlas_run else {})
+            parts += [before, dcc.Link(label, href="/head?" + urlencode(q), className="head-link", title=f"{label} in the atlas")]
     parts.append(rest)
     return html.Td(parts)
 
 
-def table_view(name: str, df: pd.DataFrame, atlas_run: str | None, kinds: list[str], head: str | None) -> html.Div:
+def table_view(name: str, df: pd.DataFrame, atlas_run: str | None, kinds: list[str], head: str | None,
+               model: str | None = None) -> html.Div:
     shown = df
     note = ""
     if head:
@@ -111,7 +215,7 @@ def table_view(name: str, df: pd.DataFrame, atlas_run: str | None, kinds: list[s
     for i, (idx, row) in enumerate(shown.iterrows()):
         if i >= MAX_ROWS:
             break
-        rows.append(html.Tr([_cell(v, atlas_run, kinds) for v in row.tolist()], className="hit" if idx in hits else None))
+        rows.append(html.Tr([_cell(v, atlas_run, kinds, model) for v in row.tolist()], className="hit" if idx in hits else None))
     more = f" (first {MAX_ROWS} of {len(df)} rows)" if len(df) > MAX_ROWS else f" ({len(df)} rows)"
     return html.Div([html.H4(f"table: {name}{more}{note}"), html.Div(html.Table(rows, className="data"), className="scroll")])
 
@@ -153,18 +257,33 @@ def analysis_page(data: DashboardData, kind: str, search: str | None) -> Any:
     except Exception as exc:  # a broken figure module must not take the page down
         log.exception("figures for %s failed", kind)
         figs, fig_error = [], f"the figures of {kind} could not be built ({type(exc).__name__}: {exc})"
-    fig_blocks = [html.Div([html.H4(title), dcc.Graph(figure=fig, config={"displaylogo": False})], className="figure")
-                  for title, fig in figs]
+    model_id = str(res.model.get("id", "?")) if isinstance(res.model, dict) else "?"
+    head_lh = None
+    if head:
+        hm = HEAD_RE.match(head)
+        head_lh = (int(hm.group(1)), int(hm.group(2)))
+    fig_blocks = []
+    for i, (title, fig) in enumerate(figs):
+        try:
+            fig = normalize_figure(fig, head_lh)
+        except Exception:  # normalising is cosmetic: show the figure as built
+            log.exception("normalising figure %r of %s failed", title, kind)
+        fig_blocks.append(html.Div([html.H4(title), dcc.Graph(figure=fig, config={"displaylogo": False})], className="figure",
+                                   id=f"figure-{i}"))
     if not figs and not fig_error:
         fig_blocks = [html.P(f"no figure module registered for {kind} (interp/viz/<module>.py with KIND = {kind!r})",
                              className="explain")]
     others = data.runs_of(kind)
-    run_links = [dcc.Link(Path(m["path"]).name, href=f"/analysis/{kind}?run={Path(m['path']).name}",
+    run_links = [dcc.Link(f"{Path(m['path']).name} ({str(m.get('model', {}).get('id', '?'))[:40]})",
+                          href=f"/analysis/{kind}?run={Path(m['path']).name}",
                           className="run-link" + (" current" if Path(m["path"]) == Path(res.path) else "")) for m in others[:10]]
     head_note = None
     if head:
-        head_note = html.P(["Focus on ", dcc.Link(head, href="/head?" + urlencode({"head": head} | ({"run": atlas_run} if atlas_run else {}))),
-                            ": rows mentioning it are listed first."], className="explain")
+        head_note = html.P(["Focus on ", dcc.Link(head, href=head_profile_href(model_id, head), className="head-link"),
+                            " (its profile across analyses of ", model_id, "; ",
+                            dcc.Link("in the atlas", href="/head?" + urlencode({"head": head} | ({"run": atlas_run} if atlas_run else {}))),
+                            "): marked in pink in every layer × head map; rows mentioning it are listed first."],
+                           className="explain head-note")
     return html.Div([
         html.H2(f"{kind}"),
         html.Div([html.B(res.model.get("id", "?")), f" · run {Path(res.path).name} · experiment {res.experiment} · seed {res.seed}"
@@ -172,6 +291,9 @@ def analysis_page(data: DashboardData, kind: str, search: str | None) -> Any:
         html.Div(["runs: ", *run_links], className="run-list") if len(others) > 1 else None,
         skipped_view(skipped_here, f"Skipped {kind} runs"),
         head_note,
+        pages_claims.claims_view(res),
+        pages_claims.findings_view(res),
+        pages_claims.config_view(res),
         html.Div([html.Div([html.H3("Metrics"), metrics], className="side-col"),
                   html.Div([html.H3("Notes"), html.Ul([html.Li(n) for n in res.notes]) if res.notes else html.P("none")],
                            className="main-col")], className="two-col"),
@@ -179,5 +301,5 @@ def analysis_page(data: DashboardData, kind: str, search: str | None) -> Any:
         html.Div(fig_error, className="error-message") if fig_error else None,
         *fig_blocks,
         html.H3("Tables"),
-        *[table_view(name, df, atlas_run, kinds, head) for name, df in res.tables.items()],
+        *[table_view(name, df, atlas_run, kinds, head, model_id) for name, df in res.tables.items() if name != "claims"],
     ], className="analysis-page")

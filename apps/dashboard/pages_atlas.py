@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import dash
 import numpy as np
@@ -109,12 +109,15 @@ def _stats_panel(res: AtlasResult, layer: int, head: int, data: DashboardData, r
             ("attention entropy (nats)", f"{a['entropy'][layer, head]:.3f}"),
             ("key translation |t|", f"{a['translation_norm'][layer, head]:.3f}"),
             ("query scale c (keys ÷ c)", f"{a['scale'][layer, head]:.3f}")]
-    kinds = [k for k in data.kinds() if k != "attention-atlas"]
-    links = [dcc.Link(k, href=f"/analysis/{k}?head={label}") for k in kinds]
+    model_id = str(res.model.get("id", "?"))
+    latest = data.latest_of_model(model_id)
+    links = [dcc.Link(k, href=f"/analysis/{k}?" + urlencode({"run": Path(m["path"]).name, "head": label}))
+             for k, m in sorted(latest.items()) if k != "attention-atlas"]
     return html.Div([
-        html.H4(label),
+        html.H4([label, " · ", dcc.Link("profile across every analysis", href=f"/head/{quote(model_id, safe='')}/{label}",
+                                        className="profile-link")]),
         html.Table([html.Tr([html.Td(k), html.Td(v, className="num")]) for k, v in rows], className="stats"),
-        html.Div(["in analyses: ", *(links or ["(no other runs)"])], className="head-links"),
+        html.Div([f"in analyses of {model_id}: ", *(links or ["(no other runs of this model)"])], className="head-links"),
         html.Div(dcc.Link("this head on a typed prompt", href=f"/sentence?head={label}")),
     ])
 
@@ -160,6 +163,7 @@ def head_page(data: DashboardData, search: str | None) -> Any:
                           html.Button("compute UMAP", id="nl-run-umap", n_clicks=0),
                           html.Button("cancel", id="nl-cancel", n_clicks=0, disabled=True)], className="buttons"),
                 html.Progress(id="nl-progress", value="0", max="1", className="progress"),
+                dcc.Input(id="nl-step", value="", readOnly=True, className="step-text"),  # progress text (a value prop: Dash 4 drops progress updates of children)
                 html.Div(id="nl-status", className="message"),
                 html.P("Click a query (green) to draw its attention to keys; hover shows each token in context.",
                        className="explain small"),
@@ -169,10 +173,18 @@ def head_page(data: DashboardData, search: str | None) -> Any:
 
 
 def _token_mask(res: AtlasResult, token: str) -> np.ndarray | None:
-    token = token.strip().lower()
-    if not token:
+    """Occurrences of exactly ``token`` (case and leading space count: ' the', 'The' and
+    'the' are different tokens)."""
+    if not token or not token.strip():
         return None
-    return (res.tables["tokens"]["token"].str.strip().str.lower() == token).to_numpy()
+    return (res.tables["tokens"]["token"] == token).to_numpy()
+
+
+def _token_variants(res: AtlasResult, token: str) -> list[tuple[str, int]]:
+    """Other tokens of the run that differ from ``token`` only by case or surrounding space."""
+    col = res.tables["tokens"]["token"]
+    near = col[(col.str.strip().str.lower() == token.strip().lower()) & (col != token)]
+    return [(str(t), int(n)) for t, n in near.value_counts().items()][:8]
 
 
 def _head_fig(data: DashboardData, res: AtlasResult, label: str, proj: str, color: str, token: str,
@@ -187,7 +199,7 @@ def _head_fig(data: DashboardData, res: AtlasResult, label: str, proj: str, colo
         xy, proj = res.projection(layer, head, "pca"), "pca"
     mask = _token_mask(res, token)
     if mask is not None:
-        msg = (msg + " " if msg else "") + f"{int(mask.sum())} occurrences of {token.strip()!r} highlighted."
+        msg = (msg + " " if msg else "") + f"{int(mask.sum())} occurrences of {token!r} highlighted (exact token)."
     return head_figure_dict(res, layer, head, xy=xy, method=proj, color_by=color, query=query, highlight=mask), msg
 
 
@@ -210,10 +222,17 @@ def search_page(data: DashboardData, search: str | None) -> Any:
 def search_results(res: AtlasResult, token: str) -> Any:
     mask = _token_mask(res, token)
     if mask is None:
-        return html.P("Type a token (matched on its text without surrounding spaces, case-insensitive).", className="explain")
+        return html.P("Type a token exactly as the tokenizer writes it: the leading space and the case count "
+                      "(' the', 'The' and 'the' are three tokens).", className="explain")
     hits = int(mask.sum())
+    run_q = {"run": Path(res.path).name} if res.path else {}
+    variants = _token_variants(res, token)
+    variant_links = html.P(["Other forms in this run: "] + [x for t, n in variants for x in (
+        dcc.Link(repr(t), href="/search?" + urlencode(run_q | {"token": t}), className="token-variant"), f" ({n})  ")],
+        className="explain small token-variants") if variants else None
     if hits == 0:
-        return html.Div(f"{token.strip()!r} does not occur in this run's {res.n_tokens} tokens.", className="error-message")
+        return html.Div([html.Div(f"{token!r} does not occur in this run's {res.n_tokens} tokens.", className="error-message"),
+                         variant_links])
     pats = res.arrays["patterns"].astype(np.float32)  # [L, H, S, P, P]
     s, p = pats.shape[2], pats.shape[3]
     key_mask = mask.reshape(-1, p)[:s]  # [S, P] keys that match
@@ -226,13 +245,14 @@ def search_results(res: AtlasResult, token: str) -> Any:
     rows = [html.Tr([html.Th("head"), html.Th("attention share to the token"), html.Th("r(q·k, distance)")])]
     for layer, head in order:
         label = head_name(int(layer), int(head))
-        rows.append(html.Tr([html.Td(dcc.Link(label, href=head_href(run, label, token=token.strip()), className="head-link")),
+        rows.append(html.Tr([html.Td(dcc.Link(label, href=head_href(run, label, token=token), className="head-link")),
                              html.Td(f"{mean_share[layer, head]:.3f}", className="num"),
                              html.Td(f"{res.arrays['corr_pca'][layer, head]:+.3f}", className="num")]))
     return html.Div([
-        html.P(f"{hits} occurrences of {token.strip()!r}; black dots mark them (as query and as key) in every head. "
+        html.P(f"{hits} occurrences of {token!r}; black dots mark them (as query and as key) in every head. "
                "Table: heads ranked by the mean share of attention that queries able to see the token put on it "
                f"(stored patterns of the first {s} sequences)."),
+        variant_links,
         html.Div([dcc.Graph(figure=matrix_figure(res, highlight=mask), config=GRAPH_CONFIG, className="matrix-graph"),
                   html.Table(rows, className="stats rank")], className="two-col"),
     ])
@@ -287,14 +307,14 @@ def register(app: dash.Dash, data: DashboardData) -> None:
             return html.Div(str(exc), className="error-message")
 
     @app.callback(
-        Output("nl-status", "children"), Output("nl-done", "data"),
+        Output("nl-status", "children"), Output("nl-done", "data"), Output("proj-select", "value"),
         Input("nl-run-tsne", "n_clicks"), Input("nl-run-umap", "n_clicks"),
         State("head-select", "value"), State("head-run", "data"), State("nl-done", "data"),
         background=True, prevent_initial_call=True,
         running=[(Output("nl-run-tsne", "disabled"), True, False), (Output("nl-run-umap", "disabled"), True, False),
                  (Output("nl-cancel", "disabled"), False, True)],
         cancel=[Input("nl-cancel", "n_clicks")],
-        progress=[Output("nl-progress", "value"), Output("nl-progress", "max"), Output("nl-status", "children")],
+        progress=[Output("nl-progress", "value"), Output("nl-progress", "max"), Output("nl-step", "value")],
     )
     def _nonlinear(set_progress, _t, _u, label, run, done):
         method = "umap" if ctx.triggered_id == "nl-run-umap" else "tsne"
@@ -310,8 +330,8 @@ def register(app: dash.Dash, data: DashboardData) -> None:
             project_heads(model, tokens, [(layer, head)], method, data.cache_dir(res), seed=int(cfg.get("seed", 0)),
                           progress=lambda d, t, s: set_progress((str(d + 1), str(t + 1), f"{method}: projecting {label}…")),
                           perplexity=float(cfg.get("tsne_perplexity", 30.0)), n_neighbors=int(cfg.get("umap_neighbors", 15)))
-            return f"{method} of {label} done (cached; select '{method}' above).", (done or 0) + 1
+            return f"{method} of {label} done (cached; shown now).", (done or 0) + 1, method
         except ParamError as exc:
-            return html.Span(str(exc), className="error-message"), no_update
+            return html.Span(str(exc), className="error-message"), no_update, no_update
         except Exception as exc:  # a failed job reports, never raises into Dash
-            return html.Span(f"{method} failed: {type(exc).__name__}: {exc}", className="error-message"), no_update
+            return html.Span(f"{method} failed: {type(exc).__name__}: {exc}", className="error-message"), no_update, no_update

@@ -18,18 +18,22 @@ DEFAULT_PROMPT = "When Mary and John went to the store, John gave a drink to"
 def sentence_page(data: DashboardData, search: str | None) -> Any:
     q = parse_query(search, {"text": "", "head": "", "layer": ""})
     text = q.get("text", "")
-    if len(text) > MAX_PROMPT_CHARS:
-        raise ParamError(f"text is {len(text)} characters; the limit is {MAX_PROMPT_CHARS}")
     head = q.get("head", "")
     layer = q.get("layer", "")
-    if head and layer:
-        raise ParamError("give either head (one head) or layer (all heads of a layer), not both")
     mode = head or (f"layer {layer}" if layer else "")
-    initial = html.P("Type a prompt and press 'show attention'.", className="explain")
-    if text:
-        initial = sentence_output(data, text, mode)
-    elif head or layer:
-        sentence_output(data, None, mode)  # validates the head / layer before showing the page
+    initial: Any = html.P("Type a prompt and press 'show attention'.", className="explain")
+    try:  # a refused prompt or head is reported under the form, which stays usable
+        if len(text) > MAX_PROMPT_CHARS:
+            raise ParamError(f"text is {len(text)} characters; the limit is {MAX_PROMPT_CHARS}")
+        if head and layer:
+            raise ParamError("give either head (one head) or layer (all heads of a layer), not both")
+        if text:
+            initial = sentence_output(data, text, mode)
+        elif head or layer:
+            sentence_output(data, None, mode)  # validates the head / layer before showing the page
+    except ParamError as exc:
+        initial = html.Div(str(exc), className="error-message", role="alert")
+    text = text[:MAX_PROMPT_CHARS]
     return html.Div([
         html.H2("Sentence view"),
         html.P(["Attention of the live model ", html.B(data.model_name), " on your prompt (BOS policy of the model; "
