@@ -13,11 +13,8 @@ queries of a few late heads at END:
     q receivers: record the receivers' q, then patch them in);
   * batched: `path_patch` (senders of one layer stacked, each chunk re-entering with the
     cached clean residual entering its layer, every pass stopped at the final residual).
-    Measured on the shared 2-core machine (8 prompts, 27 senders in 3 whole layers, 1
-    thread, heavy load from other jobs, so wall times are noisy): logits ratio ~0.9, q
-    ratio ~1.6, results equal to 5e-7. The installed TransformerLens bridge's
-    start_at_layer still computes the blocks before the re-entry layer, so the prefix is
-    not actually skipped; the q gain comes from ending the step-2 pass at the receivers.
+    The bridge's start_at_layer alone computes and discards the blocks before the re-entry
+    layer; path_patch hides them from the wrapped model's layer loop, so they are skipped.
 Results must agree; ratios are printed and written to benchmarks/results/bench_patching.json.
 Also: attribution patching's wall time in forward-pass equivalents (same prompts).
 

@@ -19,11 +19,11 @@ their clean values (recorded by the callers).
 Speed: senders are stacked along the batch axis (one forward per chunk of senders), and
 with ``reuse_prefix=True`` (default) each chunk holds senders of one layer and re-enters
 the forward with the cached clean residual entering that layer (nothing upstream of a
-sender can change), through the bridge's ``start_at_layer``. Measured caveat: the
-installed TransformerLens bridge still computes blocks 0..l-1 and discards them, so this
-saves no time yet (benchmarks/bench_patching.py); the time saved comes from stacking
-senders, stopping the step-2 pass after the last receiver layer and stopping every pass at
-the final residual (only the metric position is unembedded). For receivers = logits with MLPs frozen, step 2
+sender can change), through the bridge's ``start_at_layer``, with blocks 0..l-1 hidden from the wrapped
+model's layer loop (the bridge alone would compute and discard them), so a sender in
+layer l costs layers l..L-1 only. The step-2 pass stops after the last receiver layer,
+the step-3 pass starts at the first receiver layer, and every pass stops at the final
+residual (only the metric position is unembedded). For receivers = logits with MLPs frozen, step 2
 is linear in the sender's change: the final residual is clean + (corrupt - clean) sender
 output, so the whole sweep reuses the two cached runs and needs no further forward pass
 (`fast=True`, exact up to float error).
@@ -32,6 +32,7 @@ output, so the whole sweep reuses the two cached runs and needs no further forwa
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -241,10 +242,40 @@ def final_resid_at(
         if start is None:
             model.bridge.run_with_hooks(model.check_tokens(inputs), fwd_hooks=hooks)
         else:
-            model.bridge.run_with_hooks(inputs.to(model.device), fwd_hooks=hooks, start_at_layer=start)
+            with _skip_blocks_before(model, start):
+                model.bridge.run_with_hooks(inputs.to(model.device), fwd_hooks=hooks, start_at_layer=start)
     except _Stop:
         pass
     return store["r"]
+
+
+@contextmanager
+def _skip_blocks_before(model: HookedModel, start: int):
+    """While re-entering at block ``start``, hide blocks 0..start-1 from the wrapped HF
+    model's layer loop, so they are not computed (the bridge would compute and discard
+    them). Blocks keep their names, so hooks and the bridge's re-entry still find block
+    ``start``. Falls back to computing everything when the layer list is not found."""
+    hf = getattr(model.bridge, "original_model", None)
+    owner, attr = None, None
+    for path in ("model.layers", "transformer.h", "gpt_neox.layers", "model.decoder.layers"):
+        o, parent = hf, None
+        try:
+            for part in path.split("."):
+                parent, o = o, getattr(o, part)
+        except AttributeError:
+            continue
+        if isinstance(o, torch.nn.ModuleList) and len(o) == model.cfg.n_layers:
+            owner, attr = parent, path.split(".")[-1]
+            break
+    if owner is None or start <= 0:
+        yield
+        return
+    full = getattr(owner, attr)
+    setattr(owner, attr, torch.nn.ModuleList(list(full)[start:]))
+    try:
+        yield
+    finally:
+        setattr(owner, attr, full)
 
 
 def _final_metric(model: HookedModel, clean: Tensor, cc: dict, S: int, start: int | None, hooks: list, metric: Metric) -> Tensor:

@@ -9,8 +9,8 @@ Intervention: chosen heads are made to attend, at the final position, only to gi
 positions (on Colored Objects: the two wrong colours, i.e. what the IOI inhibition /
 negative-mover heads attend to in IOI: the token to suppress), by overwriting their
 attention pattern row. The pass re-enters with the cached clean residual entering the
-first intervened layer (nothing before it changes; the installed bridge still computes
-the earlier blocks) and stops at the final residual. The
+first intervened layer (nothing before it changes, and the earlier blocks are skipped)
+and stops at the final residual. The
 direct-effect-only variant adds the intervened heads' changed outputs at END to the clean
 final residual (no downstream head or MLP sees them), which separates a head's own
 (copy-suppression) effect from a repair that runs through later heads.
