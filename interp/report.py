@@ -52,9 +52,16 @@ class RunRecord:
     claims: pd.DataFrame
 
     @property
-    def model(self) -> str:
+    def model_id(self) -> str:
         m = self.manifest.get("model")
         return str(m.get("id", "?")) if isinstance(m, dict) else "?"
+
+    @property
+    def model(self) -> str:
+        """Column label: planted testbeds have no real model; a local folder shows its name."""
+        if self.manifest.get("experiment") == "testbeds":
+            return "planted testbeds"
+        return Path(self.model_id).name if "/" in self.model_id else self.model_id
 
     @property
     def quick(self) -> bool:
@@ -66,7 +73,7 @@ class RunRecord:
 
         exp_name = str(self.manifest.get("experiment"))
         cfg = dict(self.manifest.get("config") or {})
-        parts = ["interp run", exp_name, "--model", self.model]
+        parts = ["interp run", exp_name, "--model", self.model_id]
         if cfg.get("quick"):
             parts.append("--quick")
         exp = EXPERIMENTS.get(exp_name)
@@ -144,13 +151,14 @@ def collect(paths: Iterable[str | Path]) -> list[RunRecord]:
                     records.append(load_record(d))
         else:
             raise ReportError(f"{p} is neither a run directory nor a folder of runs")
-    # newest run per (experiment, model, mode) wins; older ones are dropped
-    best: dict[tuple[str, str, bool], RunRecord] = {}
+    # one run per (experiment, model): a full run beats a quick one, then the newest wins
+    best: dict[tuple[str, str], RunRecord] = {}
     for r in records:
-        key = (str(r.manifest.get("experiment")), r.model, r.quick)
-        if key not in best or str(r.manifest.get("created", "")) > str(best[key].manifest.get("created", "")):
+        key = (str(r.manifest.get("experiment")), r.model)
+        rank = (not r.quick, str(r.manifest.get("created", "")))
+        if key not in best or rank > (not best[key].quick, str(best[key].manifest.get("created", ""))):
             best[key] = r
-    return sorted(best.values(), key=lambda r: (str(r.manifest.get("experiment")), r.model, r.quick))
+    return sorted(best.values(), key=lambda r: (str(r.manifest.get("experiment")), r.model))
 
 
 def render(records: Sequence[RunRecord], notes_dir: str | Path | None = None, sources: str = "docs/runs") -> str:
@@ -175,7 +183,10 @@ def render(records: Sequence[RunRecord], notes_dir: str | Path | None = None, so
         "",
         "## Summary",
         "",
-        _summary(df, models),
+        _summary(df[df["paper"] != "testbed"], [m for m in models if m != "planted testbeds"]),
+        "",
+        "Columns are models. Each cell: our value [95% CI] and the verdict. The methods themselves "
+        "are checked on models with planted mechanisms in the last section.",
         "",
         "Verdict counts: " + ", ".join(f"{v}: {int((df['verdict'] == v).sum())}" for v in VERDICTS) + ".",
         "",
