@@ -126,6 +126,22 @@ def lighten_figure(fig: Any) -> Any:
     return fig
 
 
+def _mark_point(fig: Any, tr: Any, label: str) -> None:
+    """Ring the point of a scatter whose text labels name heads (e.g. ObsProp importance vs patching)."""
+    import plotly.graph_objects as go
+
+    text = tr.text
+    if text is None or isinstance(text, str) or tr.x is None or tr.y is None:
+        return
+    text = list(text)
+    if label not in text:
+        return
+    i = text.index(label)
+    fig.add_trace(go.Scatter(x=[tr.x[i]], y=[tr.y[i]], mode="markers+text", text=[label], textposition="top center",
+                             marker={"size": 16, "color": "rgba(0,0,0,0)", "line": HIGHLIGHT_LINE}, showlegend=False,
+                             hoverinfo="skip", xaxis=tr.xaxis, yaxis=tr.yaxis, textfont={"color": HIGHLIGHT_LINE["color"]}))
+
+
 def normalize_figure(fig: Any, head: tuple[int, int] | None = None) -> Any:
     """Make every layer x head heatmap read the same way on every page: layer 0 at the top,
     hover naming the head 'L9H2' (never 'LL9 H2'); mark ``head`` (layer, head) on each such
@@ -135,7 +151,9 @@ def normalize_figure(fig: Any, head: tuple[int, int] | None = None) -> Any:
     if not isinstance(fig, go.Figure):
         return fig
     lighten_figure(fig)
-    for tr in fig.data:
+    for tr in list(fig.data):
+        if head is not None and getattr(tr, "type", None) in ("scatter", "scattergl"):
+            _mark_point(fig, tr, f"L{head[0]}H{head[1]}")
         if getattr(tr, "type", None) != "heatmap":
             continue
         ykey = _axis_key(tr.yaxis, "y")
@@ -147,6 +165,8 @@ def normalize_figure(fig: Any, head: tuple[int, int] | None = None) -> Any:
         y = list(tr.y) if tr.y is not None else None
         if _is_layer_axis(y, ytitle):
             fig.layout[ykey].autorange = "reversed"
+            if x is None or all(isinstance(v, int | np.integer) for v in x):  # integer ticks only (no 'head 0.5')
+                fig.layout[_axis_key(tr.xaxis, "x")].dtick = 1
             if y and isinstance(y[0], str) and x and all(isinstance(v, str) and HEAD_COL_LABEL.match(v) for v in x):
                 tr.hovertemplate = "%{y}%{x}: %{z:.4g}<extra></extra>"
             elif not tr.hovertemplate and tr.text is None:

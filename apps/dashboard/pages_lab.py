@@ -227,8 +227,8 @@ def results_view(r: dict[str, Any], cached: bool) -> html.Div:
                                  text=r["lens_top_clean"], hovertemplate="before layer %{x}: %{y:.3f} (top token %{text})<extra></extra>"),
                       go.Scatter(x=list(range(L + 1)), y=r["lens_corrupt"], mode="lines+markers", name="corrupt",
                                  text=r["lens_top_corrupt"], hovertemplate="before layer %{x}: %{y:.3f} (top token %{text})<extra></extra>")])
-    lens.update_layout(title=f"Logit lens: logit({r['answer']!r}) − logit({r['distractor']!r}) read from the residual before each "
-                             f"layer (x = {L}: final)", xaxis_title="layer", yaxis_title="logit difference",
+    lens.update_layout(title=f"Logit lens: logit({r['answer']!r}) − logit({r['distractor']!r})", xaxis_title=f"residual before layer ({L}: final)",
+                       yaxis_title="logit difference",
                        template="plotly_white", height=340)
     figs.append(("lens", lens))
     figs.append(("act-patch", normalize_figure(head_heatmap(np.asarray(r["act_patch"], float),
