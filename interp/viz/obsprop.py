@@ -16,7 +16,7 @@ def _heatmap(arr: np.ndarray, title: str, colorscale: str = "Viridis", zmid: flo
     fig = go.Figure(
         go.Heatmap(
             z=arr, x=[f"H{h}" for h in range(heads)], y=[f"L{layer}" for layer in range(layers)],
-            colorscale=colorscale, zmid=zmid, hovertemplate="L%{y} %{x}: %{z:.4g}<extra></extra>",
+            colorscale=colorscale, zmid=zmid, hovertemplate="%{y}%{x}: %{z:.4g}<extra></extra>",
         )
     )
     fig.update_layout(title=title, xaxis_title="head", yaxis_title="layer", yaxis_autorange="reversed", height=520)
