@@ -199,6 +199,24 @@ def beats_control_and(threshold: float, margin: float = 0.0) -> Rule:
     return rule
 
 
+def below_control_and(threshold: float) -> Rule:
+    """For statistics where lower is better: reproduces when the CI lies below the control and
+    below ``threshold``; partly when below the control only; fails when its lower end is at or
+    above the control."""
+
+    def rule(ev: Evidence) -> str:
+        if ev.control_value is None:
+            return INCONCLUSIVE
+        lo, hi = _ci(ev)
+        if hi < ev.control_value:
+            return REPRODUCES if hi < threshold else PARTLY
+        if lo >= ev.control_value:
+            return FAILS
+        return INCONCLUSIVE
+
+    return rule
+
+
 def _ci(ev: Evidence) -> tuple[float, float]:
     lo = ev.ci_low if ev.ci_low is not None and math.isfinite(ev.ci_low) else ev.value
     hi = ev.ci_high if ev.ci_high is not None and math.isfinite(ev.ci_high) else ev.value
@@ -263,7 +281,7 @@ def _num(v: float | None) -> float | None:
 __all__ = [
     "COLUMNS", "FAILS", "INCONCLUSIVE", "NOT_TESTED", "PARTLY", "REPRODUCES", "VERDICTS",
     "Claim", "ClaimError", "Evidence", "above", "below", "beats_control", "beats_control_and",
-    "attach_claims", "bootstrap_ci", "claims_table", "evidence_from_samples", "null_quantile",
+    "attach_claims", "below_control_and", "bootstrap_ci", "claims_table", "evidence_from_samples", "null_quantile",
 ]
 
 

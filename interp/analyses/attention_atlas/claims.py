@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-from interp.claims import FAILS, INCONCLUSIVE, PARTLY, REPRODUCES, Claim, Evidence, _ci, beats_control
+from interp.claims import (
+    Claim,
+    beats_control,
+    below_control_and,
+)
 
 R_THRESHOLD = -0.3
-
-
-def below_control_and(threshold: float):
-    """Reproduces when the CI lies below the control and below ``threshold``; partly when it
-    lies below the control only; fails when its lower end is at or above the control."""
-
-    def rule(ev: Evidence) -> str:
-        if ev.control_value is None:
-            return INCONCLUSIVE
-        lo, hi = _ci(ev)
-        if hi < ev.control_value:
-            return REPRODUCES if hi < threshold else PARTLY
-        if lo >= ev.control_value:
-            return FAILS
-        return INCONCLUSIVE
-
-    return rule
 
 
 CLAIMS = [

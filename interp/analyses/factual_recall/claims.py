@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-from interp.claims import FAILS, INCONCLUSIVE, PARTLY, REPRODUCES, Claim, Evidence, _ci, beats_control
+from interp.claims import (
+    INCONCLUSIVE,
+    Claim,
+    Evidence,
+    beats_control,
+    below_control_and,
+)
 
 PAPER = "Lv et al. 2024"
 MODELS = "GPT-2 (small to XL), OPT-1.3B, Llama-2-7B"
-
-
-def below_control_and(threshold: float):
-    """Reproduces when the CI lies below the control and below ``threshold``; partly when only
-    below the control; fails when its lower end is at or above the control."""
-
-    def rule(ev: Evidence) -> str:
-        if ev.control_value is None:
-            return INCONCLUSIVE
-        lo, hi = _ci(ev)
-        if hi < ev.control_value:
-            return REPRODUCES if hi < threshold else PARTLY
-        if lo >= ev.control_value:
-            return FAILS
-        return INCONCLUSIVE
-
-    return rule
 
 
 POOR_FIT = "regression fit too poor to decide"
