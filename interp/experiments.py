@@ -32,6 +32,7 @@ class Experiment:
     package: str
     description: str
     prompts: str = ""  # what --prompts takes, or "" if the method reads no prompt file
+    weight_based: bool = False  # reads head weights (OV/QK, W_O W_U): blind to post-attention norms
 
     def module(self) -> ModuleType:
         try:
@@ -67,11 +68,11 @@ EXPERIMENTS: dict[str, Experiment] = {
         Experiment("ioi-reuse", "interp.analyses.circuit_reuse", "IOI circuit by path patching and its reuse on Colored Objects",
                    "IOI JSONL (prompt, corrupt_prompt, answer, wrong_answer, ...)"),
         Experiment("talking-heads", "interp.analyses.talking_heads", "SVD communication channels between heads, Laundry List",
-                   "IOI JSONL (prompts for the channel search)"),
+                   "IOI JSONL (prompts for the channel search)", weight_based=True),
         Experiment("embedding-space", "interp.analyses.embedding_space", "parameters projected to vocabulary space, cross-model alignment",
-                   "corpus text file (tokens for the alignment statistics)"),
+                   "corpus text file (tokens for the alignment statistics)", weight_based=True),
         Experiment("obsprop", "interp.analyses.obsprop", "Observable Propagation feature vectors and coupling coefficients",
-                   "observables JSONL ({name, positive: [tokens], negative: [tokens], prompts: [...]})"),
+                   "observables JSONL ({name, positive: [tokens], negative: [tokens], prompts: [...]})", weight_based=True),
         Experiment("factual-recall", "interp.analyses.factual_recall", "argument heads, MLP amplify/erase, anti-overconfidence",
                    "factual triples JSONL (subject, relation, attribute)"),
         Experiment("bigram-subnetworks", "interp.analyses.bigram_subnetworks", "bigram subnetworks by mask learning",
@@ -102,6 +103,26 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+POST_NORM_DEPARTURE = (
+    "the model normalises each attention and MLP output before adding it to the residual "
+    "(post-norms, Gemma 2/3); weight-based maps (OV/QK circuits, W_O W_U products) leave out "
+    "that per-token gain, so they are approximations here, not the model's exact computation"
+)
+
+
+def has_post_norms(model: Any) -> bool:
+    """True for architectures that normalise a block's outputs before the residual add."""
+    blocks = getattr(getattr(model, "bridge", None), "blocks", None)
+    return bool(blocks) and getattr(blocks[0], "ln1_post", None) is not None
+
+
+def _add_departure(result: Any, text: str) -> None:
+    table = result.tables.get("claims")
+    if table is None:
+        return
+    table["departures"] = [f"{d}; {text}" if d else text for d in table["departures"]]
+
+
 def run_analysis(name: str, model: Any, config: AnalysisConfig, prompts: str | Path | None = None) -> Any:
     """Run analysis ``name`` with a validated ``config`` on the user's ``prompts`` file.
 
@@ -127,6 +148,8 @@ def run_analysis(name: str, model: Any, config: AnalysisConfig, prompts: str | P
     threads = torch.get_num_threads()
     result = mod.run_experiment(model, config=config, dataset=dataset)
     result.meta["torch_threads_at_start"] = threads
+    if exp.weight_based and has_post_norms(model):
+        _add_departure(result, POST_NORM_DEPARTURE)
     if dataset_meta is not None:
         result.meta["dataset"] = dataset_meta
     if result.claims is None:

@@ -256,3 +256,16 @@ def test_every_quick_run_has_the_contract_claims(app_runs):
             assert row.verdict in (INCONCLUSIVE, NOT_TESTED), (name, row.claim_id, row.verdict)  # quick: no verdicts
             if row.verdict == NOT_TESTED:
                 assert "not tested:" in row.departures, (name, row.claim_id)
+
+
+def test_weight_based_runs_on_post_norm_models_say_so(tiny_gpt2):
+    """A model with post-attention norms (Gemma 2/3) gets the departure on weight-based claims."""
+    import pandas as pd
+
+    from interp.experiments import POST_NORM_DEPARTURE, _add_departure, has_post_norms
+    from interp.results import Result
+
+    assert not has_post_norms(tiny_gpt2)
+    r = Result(experiment="x", tables={"claims": pd.DataFrame({"departures": ["", "a"]})})
+    _add_departure(r, POST_NORM_DEPARTURE)
+    assert list(r.tables["claims"]["departures"]) == [POST_NORM_DEPARTURE, "a; " + POST_NORM_DEPARTURE]
