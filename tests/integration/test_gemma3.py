@@ -35,6 +35,9 @@ def test_decomposition_and_dla_are_exact_with_post_attention_norms(gemma):
 
 
 def test_one_kv_head_is_expanded_to_every_query_head(gemma):
+    from interp.experiments import has_post_norms
+
+    assert has_post_norms(gemma)  # weight-based claims on Gemma carry the post-norm departure
     w = gemma.weights()
     assert w.W_K.shape == (18, 4, 640, 256) and gemma.cfg.n_kv_heads == 1
     for h in range(1, 4):
