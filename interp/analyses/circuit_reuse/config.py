@@ -15,9 +15,8 @@ class Config(AnalysisConfig):
     Colored Objects prompts; discovery (path patching) runs on fewer prompts, and the
     ablation sweeps (faithfulness with its random controls, completeness, minimality) and
     the intervention sweep run on subsets of the evaluation prompts (sizes below). The full
-    preset is sized for roughly 15-20 minutes of one idle CPU core with SmolLM2-135M
-    (estimated from the quick run's CPU time, 3 min 51 s; the full run itself has not been
-    timed on an idle machine).
+    preset took 9 min wall (6 min 22 s CPU) on SmolLM2-135M with one thread on a shared,
+    moderately busy machine (the reference run in docs/runs/).
     """
 
     QUICK = {
