@@ -66,7 +66,7 @@ EXPERIMENTS: dict[str, Experiment] = {
     for e in (
         Experiment("sanity", "interp.analyses.sanity", "model sanity checks: capital recall, IOI logit difference, induction heads"),
         Experiment("ioi-reuse", "interp.analyses.circuit_reuse", "IOI circuit by path patching and its reuse on Colored Objects",
-                   "IOI JSONL (prompt, corrupt_prompt, answer, wrong_answer, ...)"),
+                   "IOI JSONL (prompt, corrupt_prompt, answer, distractor, ...)"),
         Experiment("talking-heads", "interp.analyses.talking_heads", "SVD communication channels between heads, Laundry List",
                    "IOI JSONL (prompts for the channel search)", weight_based=True),
         Experiment("embedding-space", "interp.analyses.embedding_space", "parameters projected to vocabulary space, cross-model alignment",

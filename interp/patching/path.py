@@ -41,7 +41,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from interp.core.attribution import resid_to_logits
-from interp.core.model import HookedModel, head_name
+from interp.core.model import HookedModel, as_index, head_name
 from interp.patching.common import (
     Metric,
     PatchingInputError,
@@ -89,11 +89,12 @@ def _check_senders(model: HookedModel, senders: Sequence[Node]) -> list[Node]:
             raise PatchingInputError(f"a sender must be (layer, head) or (layer, None) for an MLP, got {s!r}")
         layer, h = s
         if h is None:
+            layer = as_index("MLP layer", layer)
             if not 0 <= layer < model.cfg.n_layers:
                 raise PatchingInputError(f"MLP layer {layer} out of range 0..{model.cfg.n_layers - 1}")
-            out.append((int(layer), None))
+            out.append((layer, None))
         else:
-            out.append(model.check_head(int(layer), int(h)))
+            out.append(model.check_head(layer, h))  # floats and bools refused there, never truncated
     if not out:
         raise PatchingInputError("no senders given")
     return out

@@ -38,7 +38,7 @@ CLAIMS = [
            "Jaccard(|estimate| >= half the planted gap, {L0H0, L1H0})", "heads flagged on the control", 1.0, 0.0, _SET),
     _claim("staged_discovery", "induction", "The staged (path-patching) discovery returns the induction circuit",
            "Jaccard of (stage, head) pairs with {(logits, L1H0), (keys, L0H0)}",
-           "(stage, head) pairs returned on the control", 1.0, 0.0, _SET),
+           "keys-stage heads returned on the control (it has no previous-token -> keys path)", 1.0, 0.0, _SET),
     _claim("atlas_prev_token", "induction", "The atlas' previous-token statistic flags the previous-token head",
            "Jaccard(heads with mean previous-token attention >= 0.5, {L0H0})", "heads flagged on the control", 1.0, 0.0, _SET),
     _claim("staged_discovery", "ioi", "The staged discovery recovers both roles of the IOI-shaped circuit",

@@ -224,7 +224,7 @@ def run(tokenizer, n_prompts: int = 16, seed: int = 0) -> list[Check]:
         "staged_discovery", "ioi", jaccard(roles_p.items(), truth_pairs), float(len(inh_found_ctrl)), 1.0, 0.0, n_prompts,
         f"staged discovery on the IOI-shaped model: {_roles(roles_p)} (planted: {_roles(IOI_ROLES)}); "
         f"control without inhibition: {_roles(roles_c)} (no s-inhibition head expected; its largest stage-2 effect is "
-        f"{raw_c:.2g} logits against a logit difference of {abs(ld_ctrl):.3g}: selection has no absolute floor)",
+        f"{raw_c:.2g} logits against a logit difference of {abs(ld_ctrl):.3g}, below the selection's absolute floor)",
         {"logit_diff": ld, "control_logit_diff": ld_ctrl})]
     # faithfulness / completeness: known answers
     means = mean_head_activations(planted, corrupt)

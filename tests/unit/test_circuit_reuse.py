@@ -104,5 +104,6 @@ def test_logits_stage_uses_path_patching_scores(tiny_model):
     assert sorted(st.senders) == sorted(top5)
     ref = path_patch(tiny_model, ds.tokens, ds.abc_tokens, metric, senders=top5).head_map(L, H)  # MLPs recomputed
     assert torch.allclose(st.scores, ref, atol=1e-6, equal_nan=True)
-    assert st.positive == select_signed(ref, 0.5, 3)[0] and st.negative == select_signed(ref, 0.5, 3)[1]
+    sel = select_signed(ref, 0.5, 3, cfg.abs_threshold)
+    assert st.positive == sel[0] and st.negative == sel[1]
     assert all(float(ref[h]) > 0 for h in st.positive) and all(float(ref[h]) < 0 for h in st.negative)

@@ -22,6 +22,7 @@ from interp.models.registry import (
     load_model,
 )
 from interp.patching import activation as act
+from interp.patching import path_patch
 from interp.patching.attribution import attribution_patch
 from interp.patching.common import PatchingInputError, PatchingWarning, logit_diff_metric, normalised
 
@@ -48,6 +49,10 @@ API_CASES = {
     "head-bool": (lambda m, c, x, mt: m.check_head(0, True), InvalidHeadError, "got the bool True"),
     "head-negative": (lambda m, c, x, mt: m.check_head(-1, 0), InvalidHeadError, "out of range"),
     "head-string": (lambda m, c, x, mt: m.check_head("0", 1), InvalidHeadError, "got str"),
+    "path-patch-float-head": (lambda m, c, x, mt: path_patch(m, c, x, mt, senders=[(0, 1.5)]), InvalidHeadError,
+                              "must be an integer, got float 1.5"),
+    "path-patch-float-mlp": (lambda m, c, x, mt: path_patch(m, c, x, mt, senders=[(0.0, None)]), InvalidHeadError,
+                             "MLP layer index must be an integer"),
     "to_tokens-empty-list": (lambda m, c, x, mt: m.to_tokens([]), ValueError, "no prompts"),
     "to_tokens-empty-string": (lambda m, c, x, mt: m.to_tokens(""), ValueError, "the prompt is empty"),
     "to_tokens-empty-in-list": (lambda m, c, x, mt: m.to_tokens(["a", ""]), ValueError, "prompt 1 is empty"),

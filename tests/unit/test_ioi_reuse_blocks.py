@@ -80,6 +80,10 @@ def test_sign_aware_selection():
     assert pos == [(0, 0), (1, 0)] and neg == [(0, 1)]  # 0.2 < 0.3 x 0.9; -0.1 < 0.3 x 0.8
     pos, neg = select_signed(s, rel_threshold=0.0, max_heads=1)
     assert pos == [(0, 0)] and neg == [(0, 1)]
+    # the absolute floor: a stage of float noise selects nothing; a real head still passes
+    noise = torch.tensor([[2e-6, -3e-6], [1e-7, 0.0]])
+    assert select_signed(noise, rel_threshold=0.3, max_heads=5, abs_threshold=0.01) == ([], [])
+    assert select_signed(s, rel_threshold=0.0, max_heads=5, abs_threshold=0.3)[0] == [(0, 0), (1, 0)]
 
 
 def test_stage_sender_positions_follow_the_receivers(tiny_gpt2, monkeypatch):

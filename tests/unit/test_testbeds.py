@@ -113,7 +113,7 @@ EXPECTED = {
     "testbed.activation_patching.induction": (1.0, 0.0, "each planted head carries the whole gap; distractors write only JUNK"),
     "testbed.path_patching.induction": (1.0, 0.0, "L1H0 is the only head read by the unembedding; L0H0 the only writer of PREV"),
     "testbed.attribution_patching.induction": (1.0, 0.0, "distractor gradients are exactly 0 (JUNK is never read)"),
-    "testbed.staged_discovery.induction": (1.0, 0.0, "stage 1 can only find L1H0, stage 2 only L0H0"),
+    "testbed.staged_discovery.induction": (1.0, 0.0, "stage 1 can only find L1H0, stage 2 only L0H0; the control has no L0H0 -> keys path"),
     "testbed.atlas_prev_token.induction": (1.0, 0.0, "L0H0 scores 12 on the previous position, 0 elsewhere: attention ~1"),
     "testbed.staged_discovery.ioi": (1.0, 0.0, "movers are the only heads read by the unembedding; inhibitors the only INH writers"),
     "testbed.faithfulness.ioi": (0.99, 0.2, "heads outside the circuit write JUNK, so F(C) = F(M) exactly"),
@@ -131,9 +131,6 @@ EXPECTED = {
 }
 # controls where the method (not the testbed) reports a mechanism that is not there; see docs/TESTBEDS.md
 KNOWN_FALSE_POSITIVES = {
-    "testbed.staged_discovery.induction": "stage selection is relative to the largest score, with no absolute floor: "
-                                          "float-noise effects on the control are selected",
-    "testbed.staged_discovery.ioi": "same: on the control without inhibition a noise-level head gets the s-inhibition role",
 }
 
 

@@ -37,6 +37,7 @@ class Config(AnalysisConfig):
     n_cobj_eval: int = option(200, "Colored Objects prompts for accuracy", ge=2)
     n_intervention_prompts: int = option(40, "Colored Objects evaluation prompts used by the intervention sweep", ge=2)
     rel_threshold: float = option(0.3, "a head joins its class when |score| >= this x the largest score of its sign in the stage", ge=0.0, le=1.0)
+    abs_threshold: float = option(0.01, "... and when |score| >= this share of the clean-corrupt metric change (keeps noise out of stages where nothing matters)", ge=0.0, le=1.0)
     max_heads: int = option(6, "at most this many heads per class (positive / negative) per stage", ge=1)
     max_senders: int = option(12, "senders path-patched exactly per stage (after screening)", ge=1)
     freeze_mlps: bool = option(False, "freeze MLPs at clean values during path patching (the papers' code recomputes them)")

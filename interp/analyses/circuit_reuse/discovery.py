@@ -53,6 +53,7 @@ class DiscoveryConfig:
     """Every knob of the discovery (recorded in the run config)."""
 
     rel_threshold: float = 0.3
+    abs_threshold: float = 0.01
     max_heads: int = 6
     max_senders: int = 24
     freeze_mlps: bool = False
@@ -209,20 +210,25 @@ def _attn_norm(model: HookedModel, layer: int, x: Tensor) -> Tensor:
     return x / (x.pow(2).mean(-1, keepdim=True) + eps).sqrt()
 
 
-def select_signed(scores: Tensor, rel_threshold: float, max_heads: int) -> tuple[list[Head], list[Head]]:
+def select_signed(
+    scores: Tensor, rel_threshold: float, max_heads: int, abs_threshold: float = 0.0
+) -> tuple[list[Head], list[Head]]:
     """(positive class, negative class): heads whose score is >= rel_threshold x the
-    largest score of their sign, at most ``max_heads`` each, strongest first."""
+    largest score of their sign and >= ``abs_threshold`` in size, at most ``max_heads``
+    each, strongest first. The absolute floor keeps float noise out of a stage where no
+    head matters (the relative rule alone selects noise when every effect is ~0)."""
     s = scores.nan_to_num(0.0)
     H = s.shape[1]
     out = []
     for sign in (1.0, -1.0):
         v = (s * sign).flatten()
         top = float(v.max())
-        if top <= 0:
+        if top <= 0 or top < abs_threshold:
             out.append([])
             continue
         order = v.argsort(descending=True)[:max_heads]
-        out.append([(int(i) // H, int(i) % H) for i in order if v[i] > 0 and v[i] >= rel_threshold * top])
+        out.append([(int(i) // H, int(i) % H) for i in order
+                    if v[i] > 0 and v[i] >= rel_threshold * top and v[i] >= abs_threshold])
     return out[0], out[1]
 
 
@@ -274,7 +280,7 @@ def run_stage(
                          receiver_input=recv_input, receiver_positions=P[recv_pos], sender_positions=sp,
                          freeze_mlps=cfg.freeze_mlps, chunk=cfg.chunk, cache_store=task.runs)
     scores = res.head_map(L, H, normalised=True)
-    pos, neg = select_signed(scores, cfg.rel_threshold, cfg.max_heads)
+    pos, neg = select_signed(scores, cfg.rel_threshold, cfg.max_heads, cfg.abs_threshold)
     all_zero = bool(scores.nan_to_num(0.0).abs().max() < 1e-5)  # float noise only
     st = Stage(name, scores, pos, neg, recv_list, res.per_prompt, list(res.senders), res.clean, res.corrupt, all_zero)
     if all_zero:

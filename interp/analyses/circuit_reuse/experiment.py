@@ -160,7 +160,7 @@ def run_experiment(model: HookedModel, config: Config | None = None, dataset: IO
         raise ConfigError(f"ioi-reuse takes a circuit_reuse.Config, got {type(cfg).__name__}")
     if dataset is not None and not isinstance(dataset, IOIDataset):
         raise TypeError(f"dataset must be an IOIDataset (see load_dataset), got {type(dataset).__name__}")
-    dcfg = DiscoveryConfig(rel_threshold=cfg.rel_threshold, max_heads=cfg.max_heads, max_senders=cfg.max_senders,
+    dcfg = DiscoveryConfig(rel_threshold=cfg.rel_threshold, abs_threshold=cfg.abs_threshold, max_heads=cfg.max_heads, max_senders=cfg.max_senders,
                            freeze_mlps=cfg.freeze_mlps, sender_positions=cfg.sender_positions, copy_top_k=cfg.copy_top_k,
                            include_negative_movers=cfg.include_negative_movers, chunk=cfg.chunk)
     timings: dict[str, float] = {}
