@@ -110,6 +110,24 @@ class LogitAttribution:
         """Mean contribution per component label."""
         return {k: float(v) for k, v in zip(self.labels, self.contributions.mean(1), strict=True)}
 
+    def top(self, k: int = 10) -> list[tuple[str, float]]:
+        """The ``k`` components with the largest mean |contribution|, with their signed means."""
+        return sorted(self.as_dict().items(), key=lambda kv: -abs(kv[1]))[:k]
+
+    def head_map(self, n_layers: int, n_heads: int) -> Float[Tensor, "layer head"]:
+        """Mean contribution of each head as a [layer, head] map (components that are not heads left out)."""
+        out = torch.zeros(n_layers, n_heads)
+        for label, v in self.as_dict().items():
+            if label.startswith("L") and "H" in label and " " not in label:
+                layer, head = label[1:].split("H")
+                out[int(layer), int(head)] = v
+        return out
+
+    def __repr__(self) -> str:
+        top = ", ".join(f"{k} {v:+.3g}" for k, v in self.top(4))
+        return (f"LogitAttribution({len(self.labels)} components x {self.target.shape[0]} prompts, "
+                f"mean target {float(self.target.mean()):.3g}; top: {top})")
+
 
 def logit_direction(
     model: HookedModel, answer: Int[Tensor, " batch"], distractor: Int[Tensor, " batch"] | None = None

@@ -97,6 +97,12 @@ class IOIDataset:
     def __len__(self) -> int:
         return len(self.prompts)
 
+    def __repr__(self) -> str:
+        n_t = len(set(self.template_ids.tolist()))
+        first = self.prompts[0] if self.prompts else ""
+        return (f"IOIDataset({len(self)} prompts, {n_t} templates, {self.tokens.shape[1]} tokens wide, "
+                f"BOS {'on' if self.prepend_bos else 'off'}; e.g. {first!r} -> {self.io_names[0] if self.io_names else ''!r})")
+
     @property
     def end(self) -> Int[Tensor, " batch"]:
         return self.positions["END"]

@@ -180,3 +180,19 @@ def test_bos_policy_is_explicit(tiny_gpt2):
     assert plain.tolist() == [[15496, 995]]  # real GPT-2 ids
     assert with_bos.tolist() == [[50256, 15496, 995]]
     assert tiny_gpt2.describe()["bos_policy"] == "none"
+
+
+def test_dla_top_head_map_and_repr_agree_with_as_dict(tiny_gpt2):
+    """`top`, `head_map` and the repr are views of `as_dict` (checked entry by entry)."""
+    from interp.core import direct_logit_attribution
+
+    toks = tiny_gpt2.to_tokens(["When Mary and John went to the store, John gave a drink to"])
+    dla = direct_logit_attribution(tiny_gpt2, toks, torch.tensor([11]), torch.tensor([12]))
+    d = dla.as_dict()
+    top = dla.top(3)
+    assert [abs(v) for _, v in top] == sorted((abs(v) for v in d.values()), reverse=True)[:3]
+    hm = dla.head_map(2, 4)
+    for layer in range(2):
+        for h in range(4):
+            assert hm[layer, h].item() == pytest.approx(d[f"L{layer}H{h}"])
+    assert top[0][0] in repr(dla) and "components" in repr(dla)
