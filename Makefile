@@ -37,7 +37,7 @@ test-fast: setup
 	$(BIN)/pytest -q -m "not integration and not app and not notebook"
 
 runs: setup
-	@for e in sanity ioi-reuse talking-heads embedding-space obsprop factual-recall bigram-subnetworks attention-atlas; do \
+	@for e in sanity ioi-reuse talking-heads embedding-space obsprop factual-recall bigram-subnetworks attention-atlas testbeds; do \
 	  $(BIN)/interp run $$e --quick --out $(RUNS) || exit 1; \
 	done
 
