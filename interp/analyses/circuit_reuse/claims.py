@@ -3,34 +3,17 @@ reuse on Colored Objects, GPT-2 medium), each with the control measured in the r
 
 from __future__ import annotations
 
-import math
-
-from interp.claims import FAILS, INCONCLUSIVE, PARTLY, REPRODUCES, Claim, Evidence, beats_control, beats_control_and
+from interp.claims import (
+    Claim,
+    beats_control,
+    beats_control_and,
+    below_control_and,
+)
 
 WANG = "wang2022"
 MERULLO = "merullo2023"
 GPT2S = "GPT-2 small"
 GPT2M = "GPT-2 medium"
-
-
-def smaller_than_control(threshold: float):
-    """Lower is better (an incompleteness gap): reproduces when the CI's upper end is
-    below both the control and ``threshold``; partly when below the control only; fails
-    when the CI's lower end is at or above the control."""
-
-    def rule(ev: Evidence) -> str:
-        if ev.control_value is None:
-            return INCONCLUSIVE
-        ok = lambda x: x is not None and math.isfinite(x)  # noqa: E731
-        lo = ev.ci_low if ok(ev.ci_low) else ev.value
-        hi = ev.ci_high if ok(ev.ci_high) else ev.value
-        if hi < ev.control_value:
-            return REPRODUCES if hi < threshold else PARTLY
-        if lo >= ev.control_value:
-            return FAILS
-        return INCONCLUSIVE
-
-    return rule
 
 
 CLAIMS = [
@@ -69,7 +52,7 @@ CLAIMS = [
         statement="Removing any part K from the circuit hurts about as much as removing K from the whole model",
         statistic="worst |F(C\\K) - F(M\\K)| / F(M) over K = role classes, random halves and greedy sets; paired bootstrap CI for that K",
         control="median |F(C_rand) - F(M)| / F(M) of random same-size circuits (the gap of an arbitrary head set)",
-        rule=smaller_than_control(0.2),
+        rule=below_control_and(0.2),
         rule_text="reproduces if the CI's upper end is below the random-circuit gap and below 0.2; partly if below the control only; fails if its lower end is at or above the control",
         min_n=20,
         departures=("greedy search limited to greedy_k steps", "K chosen on the same prompts its gap is measured on"),
