@@ -6,9 +6,10 @@
 
 Saves a Hugging Face folder under ~/.cache/interp/small_lms/<name> (or --out-dir), which
 `interp.models.registry.load_model(path)` loads. Prints final train / held-out loss (nats).
-``--preset seed-pair`` uses the settings of the two models that `interp run
-embedding-space` aligns (`interp.models.small_lm.SEED_PAIR_SETTINGS`);
-explicit flags override a preset.
+``--preset seed-pair`` uses the reference small LM's settings
+(`interp.models.small_lm.SEED_PAIR_SETTINGS`: seed 0 is the model of the bigram-subnetworks
+small-LM reference run); explicit flags override a preset. The statistics include the
+held-out loss trace and whether training converged by the module's stated rule.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 # Flags that override a preset; unset ones fall back to the preset, then to fit_small_lm's own defaults.
-SETTINGS = ("arch", "n_layers", "d_model", "n_heads", "steps", "seq_len", "batch", "lr", "corpus", "tokenizer")
+SETTINGS = ("arch", "n_layers", "d_model", "n_heads", "steps", "seq_len", "batch", "lr", "corpus", "tokenizer", "vocab_top")
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -39,6 +40,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--lr", type=float, default=None)
     ap.add_argument("--corpus", default=None)
     ap.add_argument("--tokenizer", choices=["gpt2", "smollm2"], default=None)
+    ap.add_argument("--vocab-top", type=int, default=None, help="reduced vocabulary: most frequent tokens + UNK")
     ap.add_argument("--device", default="cpu", help="torch device to train on, e.g. cuda (default cpu)")
     ap.add_argument("--out-dir", default=None)
     ap.add_argument("--retrain", action="store_true", help="train even if a matching folder exists")
@@ -50,7 +52,7 @@ def main(argv: list[str] | None = None) -> dict:
         settings.update(SEED_PAIR_SETTINGS)
     settings.update({k: v for k, v in vars(a).items() if k in SETTINGS and v is not None})
     stats = fit_small_lm(seed=a.seed, out_dir=a.out_dir, reuse=not a.retrain, verbose=True, device=a.device, **settings)
-    short = {k: v for k, v in stats.items() if k != "loss_curve"}
+    short = {k: v for k, v in stats.items() if k not in ("loss_curve", "heldout_curve")}
     print(json.dumps(short, indent=1))
     return stats
 

@@ -66,9 +66,11 @@ EXPERIMENTS: dict[str, Experiment] = {
     for e in (
         Experiment("sanity", "interp.analyses.sanity", "model sanity checks: capital recall, IOI logit difference, induction heads"),
         Experiment("ioi-reuse", "interp.analyses.circuit_reuse", "IOI circuit by path patching and its reuse on Colored Objects",
-                   "IOI JSONL (prompt, corrupt_prompt, answer, distractor, ...)"),
+                   "IOI JSONL (prompt, corrupt_prompt, answer, distractor, ...) or Colored Objects JSONL "
+                   "(prompt, corrupt_prompt, answer, corrupt_answer, distractors, object)"),
         Experiment("talking-heads", "interp.analyses.talking_heads", "SVD communication channels between heads, Laundry List",
-                   "IOI JSONL (prompts for the channel search)", weight_based=True),
+                   "IOI JSONL (prompts for the channel search) or Laundry List JSONL (prompt, items, answer)",
+                   weight_based=True),
         Experiment("embedding-space", "interp.analyses.embedding_space", "parameters projected to vocabulary space, cross-model alignment",
                    "corpus text file (tokens for the alignment statistics)", weight_based=True),
         Experiment("obsprop", "interp.analyses.obsprop", "Observable Propagation feature vectors and coupling coefficients",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shlex
 import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -78,19 +79,23 @@ class RunRecord:
             parts.append("--quick")
         exp = EXPERIMENTS.get(exp_name)
         preset: dict[str, Any] = {}
+        known: set[str] | None = None
         if exp is not None:
             try:
                 preset = exp.config_class.preset(bool(cfg.get("quick"))).to_dict()
+                known = set(exp.config_class.known_keys())
             except Exception:  # an old or foreign config: show every key
                 preset = {}
         for k, v in cfg.items():
             if k in ("quick",) or preset.get(k, object()) == v:
                 continue
+            if known is not None and k not in known:  # derived values a run stores next to its config
+                continue
             if k == "seed":
                 parts += ["--seed", str(v)]
             else:
                 val = json.dumps(v) if isinstance(v, list | dict) else str(v).lower() if isinstance(v, bool) else str(v)
-                parts += ["--set", f"{k}={val}"]
+                parts += ["--set", shlex.quote(f"{k}={val}")]
         dataset = (self.manifest.get("meta") or {}).get("dataset")
         if dataset:
             parts += ["--prompts", f"<file sha256 {dataset.get('sha256', '?')[:12]}>"]

@@ -161,8 +161,13 @@ def make_colored_objects_dataset(
         rows.append({"text": text, "corrupt": corrupt, "ids": ids, "cids": cids, "pos": pos,
                      "ans": cid(cs[q].capitalize()), "dis": [cid(cs[i].capitalize()) for i in others],
                      "cans": cid(cs[q2].capitalize()), "answer": cs[q].capitalize()})
+    return _collate(rows, survival, bos)
+
+
+def _collate(rows: list[dict[str, Any]], survival: dict[str, Any], bos: bool) -> ColoredObjectsDataset:
+    """Right-pad the rows' token ids into a dataset (padding sits after END; a causal model never reads it)."""
     width = max(len(r["ids"]) for r in rows)
-    pad = lambda x: x + [0] * (width - len(x))  # noqa: E731  (after END; never read by a causal model)
+    pad = lambda x: x + [0] * (width - len(x))  # noqa: E731
     return ColoredObjectsDataset(
         prompts=[r["text"] for r in rows], corrupt_prompts=[r["corrupt"] for r in rows],
         tokens=torch.tensor([pad(r["ids"]) for r in rows]), corrupt_tokens=torch.tensor([pad(r["cids"]) for r in rows]),
@@ -180,3 +185,65 @@ def strongest_distractor(logits_at_end: Tensor, ds: ColoredObjectsDataset) -> In
     d = ds.distractor_ids.to(logits_at_end.device)
     vals = logits_at_end.gather(1, d)
     return d[torch.arange(d.shape[0]), vals.argmax(1)]
+
+
+COBJ_FIELDS = ("prompt", "corrupt_prompt", "answer", "corrupt_answer", "object")
+
+
+def colored_objects_from_jsonl(model_or_tokenizer: Any, path: str) -> ColoredObjectsDataset:
+    """A ColoredObjectsDataset from a user JSONL file, validated with line numbers.
+
+    One row per prompt: ``prompt`` (ending before the answer, e.g. ``"...What color is the
+    cup?\\nA:"``), ``corrupt_prompt`` (the same scene asking about another object; same token
+    count), ``answer`` (``" Orange"``: the next token, with its space), ``corrupt_answer``
+    (the corrupted prompt's answer; the metric's distractor), ``distractors`` (the scene's
+    two other colours in answer form, one of them ``corrupt_answer``) and ``object`` (the
+    asked object, ``"cup"``). Positions are found in the prompt: ANS / D1 / D2 are the last
+    mention of each colour in lower case (the query scene follows any demonstration), QOBJ
+    the last mention of the object (the question) and OBJ the one before it (the scene).
+    """
+    from interp.data.jsonl import PromptFileError, numbered_prompt_jsonl
+
+    tok, bos = _tokenizer_of(model_or_tokenizer)
+
+    def one_token(line: int, key: str, text: str) -> int:
+        ids = _encode(tok, text, False)
+        if len(ids) != 1:
+            raise PromptFileError(path, line, f"{key} {text!r} is {len(ids)} tokens; it must be one token (include the leading space)")
+        return ids[0]
+
+    def last_mentions(line: int, ids: list[int], word: str, key: str, need: int) -> list[int]:
+        wid = one_token(line, key, " " + word)
+        at = [i for i, t in enumerate(ids) if t == wid]
+        if len(at) < need:
+            raise PromptFileError(path, line, f"{key} {word!r} occurs {len(at)} time(s) in the prompt as a whole-word token; "
+                                  f"need at least {need}")
+        return at[-need:]
+
+    rows = []
+    for line, r in numbered_prompt_jsonl(path, COBJ_FIELDS):
+        prompt, corrupt = str(r["prompt"]), str(r["corrupt_prompt"])
+        if corrupt == prompt:
+            raise PromptFileError(path, line, "corrupt_prompt is identical to prompt; it must ask about another object")
+        dis = r.get("distractors")
+        if not isinstance(dis, list) or len(dis) != 2 or not all(isinstance(d, str) and d for d in dis):
+            raise PromptFileError(path, line, f"distractors must be a list of the scene's two other colours, got {dis!r}")
+        answer, cans = str(r["answer"]), str(r["corrupt_answer"])
+        if cans not in dis:
+            raise PromptFileError(path, line, f"corrupt_answer {cans!r} must be one of the distractors {dis}")
+        if answer in dis:
+            raise PromptFileError(path, line, f"answer {answer!r} is also listed as a distractor")
+        ids, cids = _encode(tok, prompt, bos), _encode(tok, corrupt, bos)
+        if len(ids) != len(cids):
+            raise PromptFileError(path, line, f"prompt is {len(ids)} tokens but corrupt_prompt is {len(cids)}")
+        a_id = one_token(line, "answer", answer)
+        d_ids = [one_token(line, "distractors", d) for d in dis]
+        c_id = one_token(line, "corrupt_answer", cans)
+        (ans,) = last_mentions(line, ids, answer.strip().lower(), "answer colour", 1)
+        (d1,) = last_mentions(line, ids, dis[0].strip().lower(), "distractor colour", 1)
+        (d2,) = last_mentions(line, ids, dis[1].strip().lower(), "distractor colour", 1)
+        obj, qobj = last_mentions(line, ids, str(r["object"]).strip(), "object", 2)
+        pos = {"ANS": ans, "D1": d1, "D2": d2, "OBJ": obj, "OBJ+1": obj + 1, "QOBJ": qobj, "END": len(ids) - 1}
+        rows.append({"text": prompt, "corrupt": corrupt, "ids": ids, "cids": cids, "pos": pos, "ans": a_id, "dis": d_ids,
+                     "cans": c_id, "answer": answer.strip()})
+    return _collate(rows, {"source": str(path)}, bos)

@@ -70,3 +70,8 @@ def numbered_prompt_jsonl(path: str | Path, required_fields: Sequence[str] = IOI
     if not rows:
         raise PromptFileError(path, None, "no rows")
     return rows
+
+
+def first_row_fields(path: str | Path) -> set[str]:
+    """Field names of the first row of a JSONL prompt file (to tell which schema it follows)."""
+    return set(numbered_prompt_jsonl(path, ())[0][1])

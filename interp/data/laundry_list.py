@@ -8,7 +8,8 @@ below are this project's own. IOI-like prompts are the N = 2 case with names.
 Prompts are assembled from separately tokenized pieces (each with its leading space), so
 the position of every item mention is known exactly; items and names that are not a single
 token in the model's tokenizer are dropped. Prompts of different lengths are right-padded;
-``end_pos`` is each prompt's last real position.
+``end_pos`` is each prompt's last real position. A user's own Laundry List prompts come from
+a JSONL file through `laundry_list_from_jsonl` (schema there), grouped by N.
 """
 
 from __future__ import annotations
@@ -218,6 +219,50 @@ def task_from_ioi_dataset(ds: Any) -> ListTask:
         candidates=torch.stack([io, s], 1), repeated_mask=rep, answer_mask=ans, n_items=2,
         texts=list(ds.prompts), template_ids=[int(t) for t in ds.template_ids],
     )
+
+
+LAUNDRY_FIELDS = ("prompt", "answer")
+
+
+def laundry_list_from_jsonl(model: HookedModel, path: str) -> dict[int, ListTask]:
+    """A user's Laundry List prompts, one ListTask per list size N, validated with line numbers.
+
+    One row per prompt: ``prompt`` (up to the answer, e.g. ``"The box held the cup, the pen
+    and the key. I took out the key and the cup. The only thing left in the box was the"``),
+    ``items`` (the N listed items as words, e.g. ``["cup", "pen", "key"]``) and ``answer``
+    (the one item not mentioned again; a word of ``items``, leading space optional). Each
+    item must be one token with its leading space; the answer must occur exactly once in
+    the prompt and every other item at least twice (listed, then mentioned again).
+    """
+    from interp.data.jsonl import PromptFileError, numbered_prompt_jsonl
+
+    by_n: dict[int, list[tuple[_Builder, str, list[str], int]]] = {}
+    for line, r in numbered_prompt_jsonl(path, LAUNDRY_FIELDS):
+        items = r.get("items")
+        if not isinstance(items, list) or len(items) < 2 or not all(isinstance(w, str) and w.strip() for w in items):
+            raise PromptFileError(path, line, f"items must be a list of at least two item words, got {items!r}")
+        items = [w.strip() for w in items]
+        if len(set(items)) != len(items):
+            raise PromptFileError(path, line, f"items repeat a word: {items}")
+        bad = [w for w in items if not model.is_single_token(" " + w)]
+        if bad:
+            raise PromptFileError(path, line, f"items {bad} are not one token with a leading space in this tokenizer")
+        answer = str(r["answer"]).strip()
+        if answer not in items:
+            raise PromptFileError(path, line, f"answer {answer!r} is not one of the items {items}")
+        b = _Builder(model)
+        b.text(str(r["prompt"]))
+        ids = {w: model.to_single_token(" " + w) for w in items}
+        b.marks = {w: [i for i, t in enumerate(b.ids) if t == ids[w]] for w in items}
+        if len(b.marks[answer]) != 1:
+            raise PromptFileError(path, line, f"answer {answer!r} occurs {len(b.marks[answer])} time(s) in the prompt; "
+                                  "it must be listed once and not mentioned again")
+        once = [w for w in items if w != answer and len(b.marks[w]) < 2]
+        if once:
+            raise PromptFileError(path, line, f"items {once} must be mentioned again after the list (found fewer than twice)")
+        others = [w for w in items if w != answer]
+        by_n.setdefault(len(items), []).append((b, answer, [answer, *others], 0))
+    return {n: _finish(model, rows, n) for n, rows in sorted(by_n.items())}
 
 
 def mention_pairs(task: ListTask) -> tuple[Int[Tensor, " n"], Int[Tensor, " n"], Int[Tensor, " n"]]:

@@ -269,3 +269,21 @@ def test_weight_based_runs_on_post_norm_models_say_so(tiny_gpt2):
     r = Result(experiment="x", tables={"claims": pd.DataFrame({"departures": ["", "a"]})})
     _add_departure(r, POST_NORM_DEPARTURE)
     assert list(r.tables["claims"]["departures"]) == [POST_NORM_DEPARTURE, "a; " + POST_NORM_DEPARTURE]
+
+
+def test_documented_commands_use_real_config_keys():
+    """Every `interp run X ... --set k=v` written in the README and the docs parses with X's config."""
+    import re
+    import shlex
+
+    texts = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "docs" / "notes").glob("*.md"))]
+    seen = 0
+    for path in texts:
+        for cmd in re.findall(r"interp run ([a-z-]+[^`\n]*)", path.read_text()):
+            words = shlex.split(cmd.split("#")[0].replace("\\", " "))
+            name, sets = words[0], [words[i + 1] for i, w in enumerate(words[:-1]) if w == "--set"]
+            if name not in EXPERIMENTS or not sets:
+                continue
+            get_experiment(name).config(quick="--quick" in words, assignments=sets)  # raises ConfigError naming the key
+            seen += 1
+    assert seen >= 3

@@ -151,3 +151,23 @@ def test_colored_objects_follow_the_paper_format(tiny_gpt2):
         assert int(ds.corrupt_answer_ids[i]) in ds.distractor_ids[i].tolist()
         assert int(ds.end[i]) == len(tok(p, add_special_tokens=False)["input_ids"]) - 1
     assert seen_an
+
+
+def test_circuit_table_and_repr_name_every_head_with_its_stage_and_scores():
+    from interp.analyses.circuit_reuse.discovery import Circuit, Stage
+
+    scores = torch.full((3, 4), float("nan"))
+    scores[2, 1], scores[2, 3], scores[1, 0] = 0.9, -0.4, 0.5
+    s1 = Stage("name movers", scores, positive=[(2, 1)], negative=[(2, 3)])
+    s2 = Stage("s-inhibition", scores, positive=[(1, 0)], negative=[])
+    c = Circuit(stages=[s1, s2], roles={(2, 1): "name mover", (1, 0): "s-inhibition"},
+                negative_roles={(2, 3): "negative name mover"}, copy={(2, 1): (0.8, 0.1), (2, 3): (0.2, 0.7)})
+    t = c.table()
+    assert list(t["head"]) == ["L1H0", "L2H1", "L2H3"] and list(t["in_circuit"]) == [True, True, False]
+    row = t.set_index("head").loc["L2H3"]
+    assert row["stage"] == "name movers" and row["score"] == pytest.approx(-0.4) and row["negative_copy_score"] == 0.7
+    assert t.set_index("head").loc["L1H0", "stage"] == "s-inhibition" and torch.isnan(torch.tensor(t.iloc[0]["copy_score"]))
+    r = repr(c)
+    assert r.startswith("Circuit(2 heads: s-inhibition: L1H0; name mover: L2H1")
+    assert "stages name movers (2) -> s-inhibition (1)" in r and "1 negative-class heads left out" in r
+    assert "<table" in c._repr_html_() and "L2H3" in c._repr_html_()

@@ -120,3 +120,27 @@ def test_reduced_vocabulary_model_trains_saves_and_records_its_tokens(tmp_path, 
     assert float(loss) == pytest.approx(stats["heldout_loss"], rel=1e-4)
     assert find_small_lm(arch="gpt2", seed=0, n_layers=1, d_model=16, n_heads=2, steps=4, seq_len=16, batch=2, n_heldout=4,
                          corpus=corpus_file, out_dir=out, vocab_top=12) == out
+
+
+def test_convergence_rule_on_constructed_traces():
+    from interp.models.small_lm import convergence
+
+    flat = [(0, 8.0), (50, 5.0), (100, 4.02), (150, 4.01), (200, 4.0)]
+    falling = [(0, 8.0), (50, 6.0), (100, 5.0), (150, 4.6), (200, 4.4)]
+    overfit = [(0, 8.0), (50, 5.0), (100, 4.0), (150, 4.1), (200, 4.2)]
+    assert convergence(flat, 200)["converged"] and convergence(flat, 200)["from_step"] == 100
+    assert convergence(flat, 200)["improvement"] == pytest.approx((4.02 - 4.0) / 4.02)
+    f = convergence(falling, 200)
+    assert not f["converged"] and f["improvement"] == pytest.approx(0.12)
+    o = convergence(overfit, 200)  # the second half rises: no improvement, but it ends 4.8% above its minimum
+    assert not o["converged"] and o["above_min"] == pytest.approx(0.2 / 4.2)
+    assert not convergence([(0, 8.0)], 200)["converged"]
+
+
+def test_training_records_the_heldout_trace_and_its_convergence(trained):
+    _, _, stats = trained
+    steps = stats["config"]["steps"]
+    curve = stats["heldout_curve"]
+    assert curve[0] == [0, pytest.approx(stats["initial_heldout_loss"])] and curve[-1][0] == steps
+    assert curve[-1][1] == pytest.approx(stats["heldout_loss"], abs=1e-5)
+    assert set(stats["convergence"]) >= {"converged", "rule", "improvement", "above_min"}

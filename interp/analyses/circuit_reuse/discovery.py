@@ -127,9 +127,35 @@ class Circuit:
             out = torch.maximum(out, st.scores.abs().nan_to_num(0.0))
         return out
 
+    def table(self):
+        """One row per head (circuit heads, then negative-class heads left out): its role, the
+        stage that found it with its normalised score, and its copy / negative copy scores."""
+        import pandas as pd
+
+        rows = []
+        for member, roles in ((True, self.roles), (False, self.negative_roles)):
+            for h, role in sorted(roles.items()):
+                found = [(st.name, float(st.scores[h])) for st in self.stages if h in st.selected]
+                cp, neg = self.copy.get(h, (float("nan"), float("nan")))
+                rows.append({"head": head_name(*h), "layer": h[0], "index": h[1], "role": role, "in_circuit": member,
+                             "stage": found[0][0] if found else "", "score": found[0][1] if found else float("nan"),
+                             "copy_score": cp, "negative_copy_score": neg})
+        return pd.DataFrame(rows, columns=["head", "layer", "index", "role", "in_circuit", "stage", "score",
+                                           "copy_score", "negative_copy_score"])
+
     def __repr__(self) -> str:
         roles = "; ".join(f"{r}: {', '.join(head_name(*h) for h in hs)}" for r, hs in self.by_role().items())
-        return f"Circuit({len(self.roles)} heads: {roles or 'none'})"
+        extra = [f"{len(self.negative_roles)} negative-class heads left out"] if self.negative_roles else []
+        extra += [f"{len(self.warnings)} warning(s)"] if self.warnings else []
+        stages = " -> ".join(f"{st.name} ({len(st.selected)})" for st in self.stages)
+        return (f"Circuit({len(self.roles)} heads: {roles or 'none'}"
+                + (f"; stages {stages}" if stages else "") + "".join(f"; {e}" for e in extra) + ")")
+
+    def _repr_html_(self) -> str:
+        """Jupyter: the one-line summary over the per-head table."""
+        import html
+
+        return f"<p><code>{html.escape(repr(self))}</code></p>" + self.table().to_html(index=False, float_format="{:.3f}".format)
 
 
 def pattern_cache(model: HookedModel, tokens: Tensor) -> dict[str, Tensor]:

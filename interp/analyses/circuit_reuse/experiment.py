@@ -2,7 +2,9 @@
 
 Steps (Wang et al. 2022; Merullo et al. 2023; reimplemented, model-agnostic):
   1. data: discovery and held-out IOI prompts (or the user's IOI JSONL as the held-out
-     set), a separate ABC reference set per template for ablations, Colored Objects;
+     set), a separate ABC reference set per template for ablations, Colored Objects
+     discovery and evaluation prompts (or the user's Colored Objects JSONL as the
+     evaluation set);
   2. task performance: IOI accuracy / logit difference (control: the ABC versions),
      Colored Objects accuracy (control: chance 1/3) and logit difference vs the corrupted
      prompt's answer;
@@ -53,7 +55,7 @@ from interp.claims import Evidence, attach_claims, bootstrap_ci, evidence_from_s
 from interp.config import ConfigError
 from interp.core.attribution import apply_final_norm_frozen, final_norm_scale, resid_to_logits
 from interp.core.model import HookedModel, head_name
-from interp.data.colored_objects import ColoredObjectsDataset, make_colored_objects_dataset
+from interp.data.colored_objects import ColoredObjectsDataset, colored_objects_from_jsonl, make_colored_objects_dataset
 from interp.data.ioi import IOIDataset, ioi_dataset_from_jsonl, make_ioi_dataset
 from interp.patching import final_resid_at, logit_diff_metric, reference_values
 from interp.progress import progress, stage
@@ -72,9 +74,15 @@ class CircuitReuseResult(Result):
     kind = EXPERIMENT
 
 
-def load_dataset(model: HookedModel, path: str | Path) -> IOIDataset:
-    """The user's IOI JSONL (schema: `interp.data.jsonl`), validated with line numbers.
-    Its prompts replace the built-in held-out / evaluation IOI prompts."""
+def load_dataset(model: HookedModel, path: str | Path) -> IOIDataset | ColoredObjectsDataset:
+    """The user's prompts, validated with line numbers, by the file's schema: a Colored
+    Objects JSONL (rows with ``object``; `interp.data.colored_objects.colored_objects_from_jsonl`),
+    whose prompts replace the Colored Objects evaluation set, or an IOI JSONL (schema:
+    `interp.data.jsonl`), whose prompts replace the held-out IOI prompts."""
+    from interp.data.jsonl import first_row_fields
+
+    if "object" in first_row_fields(str(path)):
+        return colored_objects_from_jsonl(model, str(path))
     return ioi_dataset_from_jsonl(model, str(path))
 
 
@@ -152,14 +160,17 @@ def ablate_hooks(values: torch.Tensor, heads: list[Head]) -> list:
 
 
 # ---------------------------------------------------------------------- the pipeline
-def run_experiment(model: HookedModel, config: Config | None = None, dataset: IOIDataset | None = None) -> CircuitReuseResult:
+def run_experiment(model: HookedModel, config: Config | None = None,
+                   dataset: IOIDataset | ColoredObjectsDataset | None = None) -> CircuitReuseResult:
     """The whole ioi-reuse pipeline (see module docstring) with ``config`` (default: the
-    full preset). ``dataset`` (from `load_dataset`) replaces the held-out IOI prompts."""
+    full preset). ``dataset`` (from `load_dataset`) replaces the held-out IOI prompts (an
+    IOIDataset) or the Colored Objects evaluation prompts (a ColoredObjectsDataset); the
+    discovery prompts stay built-in, so no circuit is chosen on the user's prompts."""
     cfg = config if config is not None else Config.full_preset()
     if not isinstance(cfg, Config):
         raise ConfigError(f"ioi-reuse takes a circuit_reuse.Config, got {type(cfg).__name__}")
-    if dataset is not None and not isinstance(dataset, IOIDataset):
-        raise TypeError(f"dataset must be an IOIDataset (see load_dataset), got {type(dataset).__name__}")
+    if dataset is not None and not isinstance(dataset, IOIDataset | ColoredObjectsDataset):
+        raise TypeError(f"dataset must be an IOIDataset or a ColoredObjectsDataset (see load_dataset), got {type(dataset).__name__}")
     dcfg = DiscoveryConfig(rel_threshold=cfg.rel_threshold, abs_threshold=cfg.abs_threshold, max_heads=cfg.max_heads, max_senders=cfg.max_senders,
                            freeze_mlps=cfg.freeze_mlps, sender_positions=cfg.sender_positions, copy_top_k=cfg.copy_top_k,
                            include_negative_movers=cfg.include_negative_movers, chunk=cfg.chunk)
@@ -171,7 +182,8 @@ def run_experiment(model: HookedModel, config: Config | None = None, dataset: IO
     findings: list[str] = []
     ev: dict[str, Evidence] = {}
     seed = cfg.seed
-    user = dataset is not None
+    user = isinstance(dataset, IOIDataset)
+    user_cobj = dataset if isinstance(dataset, ColoredObjectsDataset) else None
     S = lambda name: stage(name, timings, EXPERIMENT)  # noqa: E731
 
     with torch.no_grad():
@@ -184,7 +196,11 @@ def run_experiment(model: HookedModel, config: Config | None = None, dataset: IO
             exclude = set(ioi_all.prompts) | set(ioi_all.abc_prompts) | set(ioi_all.flip_prompts) | set(held.prompts) | set(held.abc_prompts)
             ref: Reference | None = None if user else ioi_reference(model, cfg.ref_per_template, seed, exclude)
             cobj_d = make_colored_objects_dataset(model, cfg.n_cobj_discovery, seed=seed)
-            cobj_e = make_colored_objects_dataset(model, cfg.n_cobj_eval, seed=seed + 1000)
+            if user_cobj is None:
+                cobj_e = make_colored_objects_dataset(model, cfg.n_cobj_eval, seed=seed + 1000)
+            else:
+                cobj_e = user_cobj
+                notes.append(f"Colored Objects evaluation prompts: the user's file ({len(cobj_e)} prompts)")
         with S("performance"):
             lg = end_logits(model, held.tokens, held.end)
             ld = _ld(lg, held.io_ids, held.s_ids)
@@ -300,7 +316,7 @@ def run_experiment(model: HookedModel, config: Config | None = None, dataset: IO
         seed=seed, timings=timings, notes=notes, findings=findings,
         meta={"headline": ["ioi_accuracy", "ioi_logit_diff", "faithfulness", "cobj_accuracy", "overlap_jaccard",
                            "intervention_acc_ioi_heads", "intervention_acc_random_q95"],
-              "user_prompts": user, "protocol": protocol},
+              "user_prompts": user, "user_cobj_prompts": user_cobj is not None, "protocol": protocol},
     )
     attach_claims(result, CLAIMS, ev, quick=cfg.quick)
     return result

@@ -78,9 +78,15 @@ class TalkingHeadsResult(Result):
 
 
 def load_dataset(model: HookedModel, path: Any) -> Any:
-    """The user's IOI JSONL (`interp.data.ioi.ioi_dataset_from_jsonl`, line-numbered errors)."""
+    """The user's prompts, by the file's schema (line-numbered errors either way): a Laundry
+    List JSONL (rows with ``items``; `interp.data.laundry_list.laundry_list_from_jsonl`,
+    giving ``{N: ListTask}``) or an IOI JSONL (`interp.data.ioi.ioi_dataset_from_jsonl`)."""
     from interp.data.ioi import ioi_dataset_from_jsonl
+    from interp.data.jsonl import first_row_fields
+    from interp.data.laundry_list import laundry_list_from_jsonl
 
+    if "items" in first_row_fields(str(path)):
+        return laundry_list_from_jsonl(model, str(path))
     return ioi_dataset_from_jsonl(model, str(path))
 
 
@@ -193,11 +199,21 @@ def choose_roles(model: HookedModel, cfg: Config, svds: dict[str, HeadSVD], task
 def run_experiment(model: HookedModel, config: Config | None = None, dataset: Any = None) -> TalkingHeadsResult:
     """The talking-heads pipeline (module docstring) with ``config`` (default: the full preset).
 
-    ``dataset``: an `interp.data.ioi.IOIDataset` (e.g. from `load_dataset`) used as the IOI
-    prompts of the channel search; None builds ``n_ioi_prompts`` prompts with `make_ioi_dataset`."""
+    ``dataset`` (e.g. from `load_dataset`): an `interp.data.ioi.IOIDataset`, used as the IOI
+    prompts of the channel search (None: ``n_ioi_prompts`` built-in prompts), or a dict
+    ``{N: ListTask}`` of Laundry List prompts, which replace the built-in ones of the
+    accuracy-vs-N curve and the edit (each N's first half tunes the edit, its second half
+    tests it; the channel search on the task keeps its own built-in prompts, so nothing is
+    chosen on the evaluated prompts)."""
     cfg = config if config is not None else Config.full_preset()
     if not isinstance(cfg, Config):
         raise TypeError(f"config must be a talking_heads.Config, got {type(cfg).__name__}")
+    laundry_user: dict[int, ListTask] | None = None
+    if isinstance(dataset, dict):
+        laundry_user, dataset = dataset, None
+        small = {n: len(t) for n, t in laundry_user.items() if len(t) < 2}
+        if not laundry_user or small:
+            raise ValueError(f"Laundry List prompts need at least 2 per list size N (tuning and test halves); got {small or 'none'}")
     c = model.cfg
     if c.n_layers < 2:
         raise ValueError("talking-heads needs a model with at least two layers")
@@ -376,7 +392,9 @@ def run_experiment(model: HookedModel, config: Config | None = None, dataset: An
 
     # 9 ------------------------------------------------------------------ Laundry List
     with stage("laundry", timings, P):
-        ev_fall, ev_edit, laundry, lm, lf = _laundry(model, cfg, svds, edits_by_source, gen)
+        if laundry_user is not None:
+            notes.append("Laundry List prompts: the user's file (" + ", ".join(f"N={n}: {len(t)}" for n, t in laundry_user.items()) + ")")
+        ev_fall, ev_edit, laundry, lm, lf = _laundry(model, cfg, svds, edits_by_source, gen, laundry_user)
         evidence["merullo2024.laundry_accuracy_falls"] = ev_fall
         evidence["merullo2024.laundry_list_edit"] = ev_edit
         tables["laundry"] = laundry
@@ -551,26 +569,30 @@ def _loo_centroid_accuracy(X: torch.Tensor, y: torch.Tensor) -> float:
     return correct / len(X)
 
 
-def _laundry(model, cfg, svds, edits_by_source, gen):
-    """Accuracy vs N (unedited); the edit tuned on the first half of each N, scored on the second half."""
-    tasks = {n: laundry_list_task(model, n, cfg.n_laundry_prompts, seed=cfg.seed + n) for n in cfg.laundry_ns}
-    half = cfg.n_laundry_prompts // 2
-    tune = {n: task_subset(t, list(range(half))) for n, t in tasks.items()}
-    test = {n: task_subset(t, list(range(half, len(t)))) for n, t in tasks.items()}
+def _laundry(model, cfg, svds, edits_by_source, gen, user_tasks=None):
+    """Accuracy vs N (unedited); the edit tuned on the first half of each N, scored on the second half.
+    ``user_tasks`` ({N: ListTask}) replaces the built-in prompts (and ``laundry_ns``)."""
+    if user_tasks is not None:
+        tasks = dict(user_tasks)
+    else:
+        tasks = {n: laundry_list_task(model, n, cfg.n_laundry_prompts, seed=cfg.seed + n) for n in cfg.laundry_ns}
+    halves = {n: len(t) // 2 for n, t in tasks.items()}
+    tune = {n: task_subset(t, list(range(halves[n]))) for n, t in tasks.items()}
+    test = {n: task_subset(t, list(range(halves[n], len(t)))) for n, t in tasks.items()}
     unedited = {n: per_prompt_correct(end_logits(model, t), t).numpy() for n, t in progress(tasks.items(), "Laundry List (unedited)")}
     rows = [{"n_items": n, "condition": "unedited", "alpha": 1.0, "split": "all", "accuracy": float(a.mean()),
              "chance": 1.0 / n, "n_prompts": len(a)} for n, a in unedited.items()]
     m = {f"laundry_acc_n{n}_unedited": float(a.mean()) for n, a in unedited.items()}
     m["laundry_acc_unedited_mean"] = float(np.mean([a.mean() for a in unedited.values()]))
     findings = ["Laundry List accuracy (unedited): " + ", ".join(f"N={n}: {a.mean():.2f}" for n, a in unedited.items())]
-    ns = sorted(cfg.laundry_ns)
+    ns = sorted(tasks)
     if len(ns) >= 2:
         lo_n, hi_n = ns[0], ns[-1]
         v, lo, hi = two_sample_diff_ci(chance_corrected(unedited[lo_n], lo_n), chance_corrected(unedited[hi_n], hi_n), cfg.seed)
         ev_fall = Evidence(v, lo, hi, 0.0, n=len(unedited[lo_n]) + len(unedited[hi_n]))
         m["laundry_chance_corrected_fall"] = v
     else:
-        ev_fall = Evidence(not_tested="laundry_ns has a single N")
+        ev_fall = Evidence(not_tested="a single list size N (laundry_ns or the user's file)")
 
     def acc(split: dict[int, ListTask], edits: list[ComponentEdit] | None) -> np.ndarray:
         out = []
@@ -582,8 +604,8 @@ def _laundry(model, cfg, svds, edits_by_source, gen):
                 out.append(per_prompt_correct(end_logits(model, t), t).numpy())
         return np.concatenate(out)
 
-    base_tune = np.concatenate([unedited[n][:half] for n in tasks])
-    base_test = np.concatenate([unedited[n][half:] for n in tasks])
+    base_tune = np.concatenate([unedited[n][: halves[n]] for n in tasks])
+    base_test = np.concatenate([unedited[n][halves[n] :] for n in tasks])
     cands = [(src, a) for src in edits_by_source if src in cfg.edit_sources for a in cfg.alphas]
     tuned = []
     for src, a in progress(cands, "edit candidates (tuning half)"):
@@ -591,7 +613,7 @@ def _laundry(model, cfg, svds, edits_by_source, gen):
         tuned.append((float(acc(tune, eds).mean() - base_tune.mean()), src, a))
         rows.append({"n_items": 0, "condition": f"{src} channel", "alpha": a, "split": "tune",
                      "accuracy": float(base_tune.mean() + tuned[-1][0]), "chance": float("nan"), "n_prompts": len(base_tune)})
-    if not tuned or half < 1 or len(base_test) == 0:
+    if not tuned or min(halves.values()) < 1 or len(base_test) == 0:
         ev_edit = Evidence(not_tested="no edit candidate (edit_sources / alphas empty) or no held-out prompts")
         return ev_fall, ev_edit, pd.DataFrame(rows), m, findings
     gain, src, alpha = max(tuned, key=lambda t: t[0])
@@ -606,7 +628,7 @@ def _laundry(model, cfg, svds, edits_by_source, gen):
         rows.append({"n_items": n, "condition": f"edited ({src} channel)", "alpha": alpha, "split": "test",
                      "accuracy": float(a_.mean()), "chance": 1.0 / n, "n_prompts": len(a_)})
         rows.append({"n_items": n, "condition": "unedited", "alpha": 1.0, "split": "test",
-                     "accuracy": float(unedited[n][half:].mean()), "chance": 1.0 / n, "n_prompts": len(a_)})
+                     "accuracy": float(unedited[n][halves[n] :].mean()), "chance": 1.0 / n, "n_prompts": len(a_)})
     edited_test = np.concatenate(edited_test)
     rand_changes = []
     for i in progress(range(cfg.n_random_controls), "random in-head edits (test half)"):
