@@ -48,6 +48,9 @@ def test_quick_run_on_tiny_llama_has_every_claim(tiny_llama, tmp_path):
     # faithfulness is the ratio of the stored per-prompt means
     if "faithfulness" in res.metrics:
         assert abs(res.metrics["faithfulness"] - res.arrays["f_circuit"].mean() / res.arrays["f_model"].mean()) < 1e-9
+    for k in ("ioi", "cobj"):  # the compact circuit in the manifest is the roles table's circuit heads
+        roles = res.tables[f"{k}_roles"]
+        assert res.meta["circuits"][k] == dict(zip(roles[roles["in_circuit"]]["head"], roles[roles["in_circuit"]]["role"], strict=True))
     back = load_run(res.save(tmp_path))
     assert back.kind == "ioi-reuse" and list(back.tables["claims"]["claim_id"]) == CLAIM_IDS
     assert Config.from_dict(back.config) == Config.quick_preset()  # the stored config re-runs (interp rerun)

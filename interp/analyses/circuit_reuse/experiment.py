@@ -316,7 +316,9 @@ def run_experiment(model: HookedModel, config: Config | None = None,
         seed=seed, timings=timings, notes=notes, findings=findings,
         meta={"headline": ["ioi_accuracy", "ioi_logit_diff", "faithfulness", "cobj_accuracy", "overlap_jaccard",
                            "intervention_acc_ioi_heads", "intervention_acc_random_q95"],
-              "user_prompts": user, "user_cobj_prompts": user_cobj is not None, "protocol": protocol},
+              "user_prompts": user, "user_cobj_prompts": user_cobj is not None, "protocol": protocol,
+              # compact circuits (head -> role) for the report's cross-model section
+              "circuits": {k: {head_name(*h): r for h, r in sorted(c.roles.items())} for k, c in (("ioi", ioi_c), ("cobj", co_c))}},
     )
     attach_claims(result, CLAIMS, ev, quick=cfg.quick)
     return result
