@@ -323,6 +323,21 @@ class HookedModel:
     def heads(self) -> list[tuple[int, int]]:
         return [(layer, h) for layer in range(self.cfg.n_layers) for h in range(self.cfg.n_heads)]
 
+    def head_sum_hook(self, layer: int) -> str:
+        """The hook holding layer ``layer``'s sum of head outputs ``sum_h z_h W_O[h] + b_O``.
+
+        ``blocks.L.hook_attn_out`` on most models; on models that normalise the attention
+        output before the residual add (Gemma 2/3) that hook is after the norm, so the sum is
+        the post-attention norm's input ``blocks.L.ln1_post.hook_in``. Edits expressed
+        through W_O (a head's output direction) belong here, so they pass through the norm
+        as a weight edit would."""
+        layer = as_index("layer", layer)
+        if not 0 <= layer < self.cfg.n_layers:
+            raise InvalidHeadError(f"layer {layer} is out of range for {self.name}: layers 0..{self.cfg.n_layers - 1}")
+        if getattr(self.bridge.blocks[layer], "ln1_post", None) is not None:
+            return f"blocks.{layer}.ln1_post.hook_in"
+        return f"blocks.{layer}.hook_attn_out"
+
     # ------------------------------------------------------------------ running
     def forward(self, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos vocab"]:
         return self.bridge(self.check_tokens(tokens))

@@ -74,3 +74,28 @@ def test_bridge_logits_against_hugging_face(gemma, impl, tol):
     with torch.no_grad():
         diff = (gemma(toks) - hf(toks).logits).abs().max()
     assert diff <= tol
+
+
+def test_head_output_edits_by_hook_equal_weight_edits_through_the_post_norm(gemma):
+    """A head-output edit written through W_O must act before Gemma's post-attention norm: the
+    hook (at `head_sum_hook`, the norm's input) and the weight edit give the same logits (float32
+    rounding over 18 layers), and the old place after the norm does not."""
+    from interp.analyses.talking_heads import ComponentEdit, component_hooks, head_svds, scaled_component
+
+    layer, head = 9, 2
+    assert gemma.head_sum_hook(layer) == f"blocks.{layer}.ln1_post.hook_in"
+    toks = gemma.to_tokens(IOI)
+    v = head_svds(gemma)["ov"].V[layer, head, :, 0]
+    edit = [ComponentEdit(layer, head, v, 0.0)]
+    with torch.no_grad():
+        clean = gemma(toks)
+        hooked = gemma.run_with_hooks(toks, fwd_hooks=component_hooks(gemma, edit))
+        with scaled_component(gemma, edit):
+            edited = gemma(toks)
+        after_norm = [(f"blocks.{layer}.hook_attn_out" if n.endswith("hook_in") else n, f)
+                      for n, f in component_hooks(gemma, edit)]
+        wrong = gemma.run_with_hooks(toks, fwd_hooks=after_norm)
+    scale = (edited - clean).abs().max()
+    assert scale > 0.05  # the edit matters
+    assert (hooked - edited).abs().max() < 1e-3 * scale.clamp(min=1.0) + 2e-3
+    assert (wrong - edited).abs().max() > 10 * (hooked - edited).abs().max()

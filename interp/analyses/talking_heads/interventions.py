@@ -85,7 +85,7 @@ def component_hooks(
             return out + delta
 
         hooks.append((f"blocks.{layer}.attn.hook_z", save_z))
-        hooks.append((f"blocks.{layer}.hook_attn_out", edit_out))
+        hooks.append((model.head_sum_hook(layer), edit_out))
     return hooks
 
 
@@ -128,7 +128,7 @@ def coordinate_hooks(
         delta = einsum(targets.to(out)[:, None, :] - coef, B, "b p k, d k -> b p d")
         return out + delta * position_mask(out, positions)[..., None]
 
-    return [(f"blocks.{layer}.attn.hook_z", save_z), (f"blocks.{layer}.hook_attn_out", set_out)]
+    return [(f"blocks.{layer}.attn.hook_z", save_z), (model.head_sum_hook(layer), set_out)]
 
 
 def head_coordinates(
