@@ -219,6 +219,11 @@ def render(records: Sequence[RunRecord], notes_dir: str | Path | None = None, so
                 f"{_fmt((r.manifest.get('timings') or {}).get('total_s'))} s): `{r.command()}`"
             )
         out.append("")
+    from interp.crossmodel import cross_model_section
+
+    cross = cross_model_section(records)
+    if cross:
+        out += [cross]
     notes = _notes(notes_dir)
     if notes:
         out += ["---", "", "# Method notes (hand-written; protocol descriptions, no measured numbers)", "", notes]
