@@ -1,7 +1,8 @@
 """Bigram subnetworks: learn bigram, second-seed, unigram-control and optimal-pruning masks, evaluate, save a run.
 
-Same as `interp run bigram-subnetworks`, plus ``--model small`` (the seed-0 small LM cached under
-~/.cache/interp/small_lms, never trained here) and the small-LM reference settings.
+Same as `interp run bigram-subnetworks`, plus ``--model small`` (the reference small LM: seed 0 of
+`interp.models.small_lm.SEED_PAIR_SETTINGS`, trained to its convergence rule and cached on first
+use) and the small-LM reference settings.
 
 Examples:
     # the CPU reference preset on SmolLM2 (layers 0-1 masked, schedule sped up 300x)
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -27,14 +27,15 @@ SMALL_LM_REFERENCE = ("batch=16", "speedup=30", "max_steps=600", "max_attempts=1
 
 
 def small_lm_path() -> str:
-    """Folder of the cached seed-0 small LM (error if none is cached: it is never trained here)."""
-    from interp.models.small_lm import small_lm_root
+    """Folder of the reference small LM (seed 0 of `SEED_PAIR_SETTINGS`), trained and cached on first use
+    (about 20 min on one CPU core; `experiments/train_small_lm.py --preset seed-pair` does the same)."""
+    from interp.models.small_lm import SEED_PAIR_SETTINGS, find_small_lm, fit_small_lm
 
-    root = small_lm_root()
-    found = sorted(p for p in root.glob("*-seed0") if (p / "config.json").is_file()) if root.is_dir() else []
-    if not found:
-        sys.exit(f"no seed-0 small LM cached under {root}: train one with interp.models.small_lm first")
-    return str(found[0])
+    found = find_small_lm(seed=0, **SEED_PAIR_SETTINGS)
+    if found is None:
+        print("training the reference small LM (seed 0 of the seed-pair preset) ...", flush=True)
+        found = fit_small_lm(seed=0, verbose=True, **SEED_PAIR_SETTINGS)["path"]
+    return str(found)
 
 
 def main() -> None:

@@ -110,6 +110,18 @@ POST_NORM_DEPARTURE = (
     "(post-norms, Gemma 2/3); weight-based maps (OV/QK circuits, W_O W_U products) leave out "
     "that per-token gain, so they are approximations here, not the model's exact computation"
 )
+QK_NORM_DEPARTURE = (
+    "queries and keys are RMS-normalised per head before the dot product (QK-norm); weight-based "
+    "QK maps (W_Q W_K^T) leave out that per-token scale and its gain, so QK composition and QK token "
+    "pairs are approximations here (the attention atlas reads q and k after the norm and is exact)"
+)
+
+
+def has_qk_norm(model: Any) -> bool:
+    """True for architectures that normalise queries and keys per head (Gemma 3, OLMo 2, ...)."""
+    blocks = getattr(getattr(model, "bridge", None), "blocks", None)
+    attn = getattr(blocks[0], "attn", None) if blocks else None
+    return attn is not None and getattr(attn, "q_norm", None) is not None
 
 
 def has_post_norms(model: Any) -> bool:
@@ -152,6 +164,8 @@ def run_analysis(name: str, model: Any, config: AnalysisConfig, prompts: str | P
     result.meta["torch_threads_at_start"] = threads
     if exp.weight_based and has_post_norms(model):
         _add_departure(result, POST_NORM_DEPARTURE)
+    if exp.weight_based and has_qk_norm(model):
+        _add_departure(result, QK_NORM_DEPARTURE)
     if dataset_meta is not None:
         result.meta["dataset"] = dataset_meta
     if result.claims is None:

@@ -35,9 +35,9 @@ def test_decomposition_and_dla_are_exact_with_post_attention_norms(gemma):
 
 
 def test_one_kv_head_is_expanded_to_every_query_head(gemma):
-    from interp.experiments import has_post_norms
+    from interp.experiments import has_post_norms, has_qk_norm
 
-    assert has_post_norms(gemma)  # weight-based claims on Gemma carry the post-norm departure
+    assert has_post_norms(gemma) and has_qk_norm(gemma)  # weight-based claims on Gemma carry both departures
     w = gemma.weights()
     assert w.W_K.shape == (18, 4, 640, 256) and gemma.cfg.n_kv_heads == 1
     for h in range(1, 4):
@@ -99,3 +99,19 @@ def test_head_output_edits_by_hook_equal_weight_edits_through_the_post_norm(gemm
     assert scale > 0.05  # the edit matters
     assert (hooked - edited).abs().max() < 1e-3 * scale.clamp(min=1.0) + 2e-3
     assert (wrong - edited).abs().max() > 10 * (hooked - edited).abs().max()
+
+
+def test_atlas_queries_and_keys_reproduce_gemma_attention_with_qk_norm(gemma):
+    """The atlas reads q and k after QK-norm and rotary: their scaled dot products give
+    Gemma's attention patterns (sliding-window layers included; the prompt is shorter than the window)."""
+    from interp.analyses import attention_atlas as aa
+
+    toks = gemma.to_tokens(IOI + " Then the cat sat on the mat and")
+    layers = [0, 5, 11]
+    with torch.no_grad():
+        q, k = aa.collect_qk(gemma, toks, layers)
+        _, cache = gemma.run_with_cache(toks, [f"blocks.{layer}.attn.hook_pattern" for layer in layers])
+    assert q.shape[1] == k.shape[1] == 4 and gemma.cfg.n_kv_heads == 1
+    for i, layer in enumerate(layers):
+        torch.testing.assert_close(aa.attention_from_qk(q[i], k[i])[:, 0], cache[f"blocks.{layer}.attn.hook_pattern"][0],
+                                   atol=2e-5, rtol=1e-4)
