@@ -117,6 +117,15 @@ QK_NORM_DEPARTURE = (
 )
 
 
+def peak_rss_gb() -> float:
+    """This process's peak resident memory so far, in GB (Linux reports KiB; macOS bytes)."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (1e9 if sys.platform == "darwin" else 1e6 / 1.024), 3)
+
+
 def has_qk_norm(model: Any) -> bool:
     """True for architectures that normalise queries and keys per head (Gemma 3, OLMo 2, ...)."""
     blocks = getattr(getattr(model, "bridge", None), "blocks", None)
@@ -162,6 +171,7 @@ def run_analysis(name: str, model: Any, config: AnalysisConfig, prompts: str | P
     threads = torch.get_num_threads()
     result = mod.run_experiment(model, config=config, dataset=dataset)
     result.meta["torch_threads_at_start"] = threads
+    result.meta["peak_rss_gb"] = peak_rss_gb()
     if exp.weight_based and has_post_norms(model):
         _add_departure(result, POST_NORM_DEPARTURE)
     if exp.weight_based and has_qk_norm(model):

@@ -216,7 +216,9 @@ def render(records: Sequence[RunRecord], notes_dir: str | Path | None = None, so
             out.append(
                 f"- `{r.name}` ({r.model}, {'quick' if r.quick else 'full'}; commit {str(r.manifest.get('git_commit'))[:12]}; "
                 f"{rt.get('device', '?')}, {rt.get('dtype', '?')}, {rt.get('torch_threads', '?')} threads; "
-                f"{_fmt((r.manifest.get('timings') or {}).get('total_s'))} s): `{r.command()}`"
+                f"{_fmt((r.manifest.get('timings') or {}).get('total_s'))} s"
+                + (f"; peak RSS {_fmt(rss)} GB" if (rss := (r.manifest.get('meta') or {}).get('peak_rss_gb')) else "")
+                + f"): `{r.command()}`"
             )
         out.append("")
     from interp.crossmodel import cross_model_section

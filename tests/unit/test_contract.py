@@ -178,6 +178,10 @@ def test_cli_set_and_config_round_trip_into_the_manifest(tmp_path, capsys):
     assert manifest["config"]["seed"] == 3 and manifest["config"]["quick"] is True
     assert manifest["runtime"]["torch_threads"] >= 1 and manifest["runtime"]["device"] == "cpu"
     assert manifest["runtime"]["dtype"] == "float32"
+    import resource
+
+    peak = manifest["meta"]["peak_rss_gb"]  # this process's high-water mark when the run ended
+    assert 0 < peak <= resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9 + 1e-3
     text = capsys.readouterr().out
     assert "IO > S on" in text and "sanity.ioi_solved" in text  # findings and claims printed
 
