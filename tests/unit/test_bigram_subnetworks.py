@@ -546,3 +546,18 @@ def test_ridge_recovers_identity_map_at_the_embedding(tiny_llama):
         tiny_llama, targets, None, tokens[:2], "keep")
     _, cache = tiny_llama.run_with_cache(tokens[:2], ["blocks.1.hook_resid_post"])
     torch.testing.assert_close(res[2], cache["blocks.1.hook_resid_post"], rtol=1e-5, atol=1e-5)
+
+
+def test_small_lm_training_record_is_found_next_to_the_model(tmp_path, tiny_gpt2):
+    """A small LM trained here brings its training statistics (and convergence) into the run's departures."""
+    import json
+    from types import SimpleNamespace
+
+    from interp.analyses.bigram_subnetworks.experiment import _local_training_stats
+
+    assert _local_training_stats(tiny_gpt2) is None  # a registry model has no training record
+    stats = {"config": {"steps": 10}, "heldout_loss": 4.0, "unigram_entropy": 5.0, "convergence": {"converged": False}}
+    (tmp_path / "training_stats.json").write_text(json.dumps(stats))
+    assert _local_training_stats(SimpleNamespace(name=str(tmp_path))) == stats
+    (tmp_path / "training_stats.json").write_text("{not json")
+    assert _local_training_stats(SimpleNamespace(name=str(tmp_path))) is None

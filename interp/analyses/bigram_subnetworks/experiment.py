@@ -17,8 +17,10 @@ divided by all block weights of the whole model, as the paper's.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict
-from typing import ClassVar
+from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -89,6 +91,20 @@ def train_config(cfg: Config, seed: int, lam: float | None = None) -> MaskTrainC
         plateau_window=cfg.plateau_window, plateau_tol=cfg.plateau_tol, max_attempts=cfg.max_attempts,
         settle_tol=cfg.settle_tol, max_converged_speedup=cfg.max_converged_speedup, seed=seed,
     )
+
+
+def _local_training_stats(model: Any) -> dict | None:
+    """The training statistics saved next to a small LM trained here (None for other models)."""
+    from interp.models.small_lm import STATS_FILE
+
+    f = Path(str(model.name)).expanduser() / STATS_FILE
+    if not f.is_file():
+        return None
+    try:
+        stats = json.loads(f.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return stats if isinstance(stats, dict) and "heldout_loss" in stats and "config" in stats else None
 
 
 def _convergence_departures(runs: dict[str, MaskTrainResult], names: list[str]) -> tuple[str, ...]:
@@ -279,6 +295,15 @@ def run_experiment(model, config: Config | None = None, dataset: Corpus | None =
                         "those ids and the bigram statistics are counted over them")
     if dataset is None and cfg.corpus == "enwiki":
         run_deps.append("bigram statistics and training text: 100 Wikipedia articles (paper: OSCAR / the models' own training data)")
+    lm_training = _local_training_stats(model)
+    if lm_training is not None:
+        conv = lm_training.get("convergence") or {}
+        state = ("converged" if conv.get("converged") else "did NOT converge") if conv else "has no convergence record"
+        detail = (f" (held-out loss fell {conv['improvement']:.1%} over the second half, ends {conv['above_min']:.1%} above its minimum)"
+                  if conv.get("improvement") is not None else "")
+        run_deps.append(f"the model is a small LM trained here ({lm_training['config'].get('steps')} steps, held-out loss "
+                        f"{lm_training['heldout_loss']:.3f} nats, unigram entropy {lm_training['unigram_entropy']:.3f}); by "
+                        f"interp.models.small_lm's rule its training {state}{detail}")
     main_runs = ["bigram", "bigram_seed2"]
     dep_main = tuple(run_deps) + _convergence_departures(runs, main_runs)
     ev: dict[str, Evidence] = {}
