@@ -135,8 +135,7 @@ def has_qk_norm(model: Any) -> bool:
 
 def has_post_norms(model: Any) -> bool:
     """True for architectures that normalise a block's outputs before the residual add."""
-    blocks = getattr(getattr(model, "bridge", None), "blocks", None)
-    return bool(blocks) and getattr(blocks[0], "ln1_post", None) is not None
+    return bool(getattr(model, "has_post_norms", False))
 
 
 def _add_departure(result: Any, text: str) -> None:

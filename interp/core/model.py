@@ -323,6 +323,12 @@ class HookedModel:
     def heads(self) -> list[tuple[int, int]]:
         return [(layer, h) for layer in range(self.cfg.n_layers) for h in range(self.cfg.n_heads)]
 
+    @property
+    def has_post_norms(self) -> bool:
+        """True when blocks normalise their attention and MLP outputs before the residual add (Gemma 2/3)."""
+        blocks = getattr(self.bridge, "blocks", None)
+        return bool(blocks) and getattr(blocks[0], "ln1_post", None) is not None
+
     def head_sum_hook(self, layer: int) -> str:
         """The hook holding layer ``layer``'s sum of head outputs ``sum_h z_h W_O[h] + b_O``.
 

@@ -347,6 +347,9 @@ def run_experiment(model: HookedModel, config: Config | None = None, dataset: Fa
             departures=((f"{POOR_FIT}: held-out R^2 at END {metrics['mlp_regression_r2_eval_end']:.2f} < {cfg.min_regression_r2:g}",)
                         if metrics["mlp_regression_r2_eval_end"] < cfg.min_regression_r2 else ())
             + (f"regression fitted on {fit_choice}",)
+            + (("the MLP map (regression target and frozen-gate variant) is the MLP's output before its output norm "
+                "(post-MLP norm, Gemma 2/3), not the normalised vector it adds to the residual; amplification values "
+                "are on that scale",) if model.has_post_norms else ())
             + (f"MLP{m_layer}; regression R^2 held out {metrics['mlp_regression_r2_eval_end']:.2f} (fit {reg.r2_fit:.2f}); frozen-gate "
                f"variant rho {metrics['mlp_frozen_rho_argument_heads']:+.3f} vs null {metrics['mlp_frozen_rho_null_mean']:+.3f}",)),
         "lv2024.function_application": evidence_from_samples(
