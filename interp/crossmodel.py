@@ -79,7 +79,7 @@ def _circuits(by: dict, models: Sequence[str], key: str, title: str) -> list[str
         for m in models:
             c = circ.get(m)
             n = _layers(by[("ioi-reuse", m)]) if ("ioi-reuse", m) in by else None
-            cells.append(_heads_with_depth([h for h, r in c.items() if r == role], n) if c else "-")
+            cells.append(_heads_with_depth(sorted((h for h, r in c.items() if r == role), key=parse_head), n) if c else "-")
         lines.append(f"| {role} | " + " | ".join(cells) + " |")
     means = [_mean_depth(list(circ[m]), _layers(by[("ioi-reuse", m)])) if circ.get(m) else "-" for m in models]
     lines += ["| mean relative depth of the circuit | " + " | ".join(means) + " |", ""]
