@@ -216,7 +216,7 @@ def render(records: Sequence[RunRecord], notes_dir: str | Path | None = None, so
             out.append(
                 f"- `{r.name}` ({r.model}, {'quick' if r.quick else 'full'}; commit {str(r.manifest.get('git_commit'))[:12]}; "
                 f"{rt.get('device', '?')}, {rt.get('dtype', '?')}, {rt.get('torch_threads', '?')} threads; "
-                f"{_fmt((r.manifest.get('timings') or {}).get('total_s'))} s"
+                f"{_fmt(_total_s(r.manifest))} s"
                 + (f"; peak RSS {_fmt(rss)} GB" if (rss := (r.manifest.get('meta') or {}).get('peak_rss_gb')) else "")
                 + f"): `{r.command()}`"
             )
@@ -305,3 +305,9 @@ def _notes(notes_dir: str | Path | None) -> str:
         return ""
     parts = [p.read_text().strip() for p in sorted(Path(notes_dir).glob("*.md"))]
     return "\n\n".join(parts)
+
+
+def _total_s(manifest: dict[str, Any]) -> Any:
+    """The run's wall time: ``total_s`` (`interp run`), or ``total`` as scripts wrote it before."""
+    t = manifest.get("timings") or {}
+    return t.get("total_s", t.get("total"))
