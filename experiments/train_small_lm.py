@@ -21,7 +21,7 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 # Flags that override a preset; unset ones fall back to the preset, then to fit_small_lm's own defaults.
-SETTINGS = ("arch", "n_layers", "d_model", "n_heads", "steps", "seq_len", "batch", "lr", "corpus", "tokenizer", "vocab_top")
+SETTINGS = ("arch", "n_layers", "d_model", "n_heads", "steps", "seq_len", "batch", "lr", "corpus", "tokenizer", "vocab_top", "schedule")
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -41,6 +41,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--corpus", default=None)
     ap.add_argument("--tokenizer", choices=["gpt2", "smollm2"], default=None)
     ap.add_argument("--vocab-top", type=int, default=None, help="reduced vocabulary: most frequent tokens + UNK")
+    ap.add_argument("--schedule", choices=["cosine", "plateau"], default=None,
+                    help="cosine decay over --steps, or a constant rate until the convergence rule holds (--steps: cap)")
     ap.add_argument("--device", default="cpu", help="torch device to train on, e.g. cuda (default cpu)")
     ap.add_argument("--out-dir", default=None)
     ap.add_argument("--retrain", action="store_true", help="train even if a matching folder exists")

@@ -13,7 +13,9 @@ Rules that keep verdicts honest, enforced here rather than by each analysis:
   * a sample below the claim's minimum is ``inconclusive``;
   * a quick (smoke-test) run never decides: every decided verdict becomes ``inconclusive``
     and the row says so in its departures;
-  * ``not tested`` needs a reason, which goes into the departures.
+  * ``not tested`` needs a reason, which goes into the departures;
+  * rules wrapped in `needs_convergence` are ``inconclusive`` when a departure starts with
+    `NOT_CONVERGED` (training that counts only when it converged by its stated rule).
 """
 
 from __future__ import annotations
@@ -217,6 +219,22 @@ def below_control_and(threshold: float) -> Rule:
     return rule
 
 
+NOT_CONVERGED = "NOT CONVERGED"
+
+
+def needs_convergence(rule: Rule) -> Rule:
+    """``rule``, but ``inconclusive`` when a departure starts with `NOT_CONVERGED`: the evidence
+    comes from something trained (a mask, a model) that did not meet its stated convergence rule,
+    so its numbers are set by the training budget rather than by the objective."""
+
+    def wrapped(ev: Evidence) -> str:
+        if any(d.startswith(NOT_CONVERGED) for d in ev.departures):
+            return INCONCLUSIVE
+        return rule(ev)
+
+    return wrapped
+
+
 def _ci(ev: Evidence) -> tuple[float, float]:
     lo = ev.ci_low if ev.ci_low is not None and math.isfinite(ev.ci_low) else ev.value
     hi = ev.ci_high if ev.ci_high is not None and math.isfinite(ev.ci_high) else ev.value
@@ -279,9 +297,10 @@ def _num(v: float | None) -> float | None:
 
 
 __all__ = [
-    "COLUMNS", "FAILS", "INCONCLUSIVE", "NOT_TESTED", "PARTLY", "REPRODUCES", "VERDICTS",
+    "COLUMNS", "FAILS", "INCONCLUSIVE", "NOT_CONVERGED", "NOT_TESTED", "PARTLY", "REPRODUCES", "VERDICTS",
     "Claim", "ClaimError", "Evidence", "above", "below", "beats_control", "beats_control_and",
-    "attach_claims", "below_control_and", "bootstrap_ci", "claims_table", "evidence_from_samples", "null_quantile",
+    "attach_claims", "below_control_and", "bootstrap_ci", "claims_table", "evidence_from_samples", "needs_convergence",
+    "null_quantile",
 ]
 
 

@@ -123,7 +123,8 @@ def peak_rss_gb() -> float:
     import sys
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(peak / (1e9 if sys.platform == "darwin" else 1e6 / 1.024), 3)
+    bytes_per_unit = 1 if sys.platform == "darwin" else 1024
+    return round(peak * bytes_per_unit / 1e9, 3)
 
 
 def has_qk_norm(model: Any) -> bool:

@@ -422,8 +422,7 @@ def test_converged_mask_on_planted_case_is_sparser_than_schedule_limited():
 
 
 def test_unconverged_masks_make_claims_inconclusive():
-    from interp.analyses.bigram_subnetworks.claims import NOT_CONVERGED
-    from interp.claims import INCONCLUSIVE, REPRODUCES, Evidence
+    from interp.claims import INCONCLUSIVE, NOT_CONVERGED, REPRODUCES, Evidence
 
     size = next(c for c in CLAIMS if c.id == "chang2025.size")
     good = Evidence(value=0.001, ci_low=0.0009, ci_high=0.0012, control_value=0.3, n=2)
@@ -561,3 +560,23 @@ def test_small_lm_training_record_is_found_next_to_the_model(tmp_path, tiny_gpt2
     assert _local_training_stats(SimpleNamespace(name=str(tmp_path))) == stats
     (tmp_path / "training_stats.json").write_text("{not json")
     assert _local_training_stats(SimpleNamespace(name=str(tmp_path))) is None
+
+
+def test_an_unconverged_small_lm_makes_every_mask_claim_inconclusive():
+    """The LM's own convergence gates the verdicts, as a mask's does: same numbers, converged or not."""
+    from interp.analyses.bigram_subnetworks.claims import CLAIMS
+    from interp.analyses.bigram_subnetworks.experiment import lm_training_departure
+    from interp.claims import INCONCLUSIVE, NOT_CONVERGED, REPRODUCES, Evidence
+
+    conv = {"converged": True, "improvement": 0.004, "above_min": 0.0}
+    done = {"config": {"steps": 4000}, "steps_run": 1800, "stopped_by": "convergence rule", "heldout_loss": 4.2,
+            "unigram_entropy": 5.7, "convergence": conv}
+    unfinished = {**done, "steps_run": 4000, "stopped_by": "step budget", "convergence": {**conv, "converged": False}}
+    ok, bad = lm_training_departure(done), lm_training_departure(unfinished)
+    assert not ok.startswith(NOT_CONVERGED) and "1800 steps, convergence rule" in ok
+    assert bad.startswith(NOT_CONVERGED) and "did not converge" in bad
+    assert lm_training_departure({"config": {"steps": 5}, "heldout_loss": 4.0, "unigram_entropy": 5.0}).startswith(NOT_CONVERGED)
+    size = next(c for c in CLAIMS if c.id == "chang2025.size")
+    ev = {"value": 0.001, "ci_low": 0.0009, "ci_high": 0.0012, "control_value": 0.3, "n": 2}
+    assert size.rule(Evidence(**ev, departures=(ok,))) == REPRODUCES
+    assert size.rule(Evidence(**ev, departures=(bad,))) == INCONCLUSIVE

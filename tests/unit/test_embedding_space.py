@@ -517,3 +517,21 @@ def test_normalized_states_read_by_the_projector_give_the_logit_lens(tiny_model)
     got = normalize_states(tiny_model, x) @ model_projector(tiny_model, "unembed")
     want = resid_to_logits(tiny_model, x) - tiny_model.weights(fold_norms=True).b_U
     assert torch.allclose(got, want, atol=1e-4)
+
+
+def test_alignment_verdict_needs_both_seed_pair_models_converged():
+    """Same numbers, two verdicts: a pair model that missed the small-LM convergence rule makes the claim inconclusive."""
+    from interp.analyses.embedding_space import CLAIMS, AlignmentEvidence, pair_convergence_departures
+    from interp.claims import INCONCLUSIVE, NOT_CONVERGED, REPRODUCES
+
+    def stats(seed: int, converged: bool) -> dict:
+        return {"config": {"seed": seed, "steps": 300}, "convergence": {"converged": converged, "improvement": 0.02, "above_min": 0.0}}
+
+    assert pair_convergence_departures((stats(0, True), stats(1, True))) == ()
+    deps = pair_convergence_departures((stats(0, True), stats(1, False)))
+    assert len(deps) == 1 and deps[0].startswith(NOT_CONVERGED) and "seed 1" in deps[0] and "2.0%" in deps[0]
+    assert pair_convergence_departures(({"config": {"seed": 3, "steps": 9}},))[0].endswith("no convergence record")
+    claim = next(c for c in CLAIMS if c.id == "dar2023.cross_model_alignment")
+    ev = {"value": 0.05, "ci_low": 0.04, "ci_high": 0.06, "control_value": 0.0, "n": 8, "layer_accuracy": 1.0}
+    assert claim.rule(AlignmentEvidence(**ev)) == REPRODUCES
+    assert claim.rule(AlignmentEvidence(**ev, departures=deps)) == INCONCLUSIVE

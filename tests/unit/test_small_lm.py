@@ -144,3 +144,39 @@ def test_training_records_the_heldout_trace_and_its_convergence(trained):
     assert curve[0] == [0, pytest.approx(stats["initial_heldout_loss"])] and curve[-1][0] == steps
     assert curve[-1][1] == pytest.approx(stats["heldout_loss"], abs=1e-5)
     assert set(stats["convergence"]) >= {"converged", "rule", "improvement", "above_min"}
+
+
+def test_plateau_schedule_stops_at_the_first_measurement_where_the_rule_holds(tmp_path):
+    """On i.i.d. words (enough of them not to over-fit) the held-out loss flattens at the unigram level: the plateau
+    schedule stops before its cap, at the first held-out measurement (from a quarter of the cap on) where the rule
+    holds on the recorded trace."""
+    from interp.models.small_lm import PLATEAU_EVALS, convergence, fit_small_lm
+
+    g = torch.Generator().manual_seed(0)
+    text = "\n\n".join(" ".join(WORDS[int(i)] for i in torch.randint(0, len(WORDS), (60,), generator=g)) for _ in range(400))
+    (tmp_path / "iid.txt").write_text(text)
+    cap = 400
+    stats = fit_small_lm(arch="gpt2", seed=0, n_layers=1, d_model=16, n_heads=2, steps=cap, seq_len=16, batch=8,
+                         n_heldout=8, lr=3e-3, corpus=str(tmp_path / "iid.txt"), out_dir=tmp_path / "m", reuse=False,
+                         vocab_top=24, schedule="plateau")
+    run = stats["steps_run"]
+    trace = [tuple(p) for p in stats["heldout_curve"]]
+    assert stats["stopped_by"] == "convergence rule" and cap // 4 <= run < cap
+    assert len(stats["loss_curve"]) == run and trace[-1][0] == run
+    assert stats["convergence"]["converged"] and convergence(trace, run)["converged"]
+    every = cap // PLATEAU_EVALS
+    earlier = [s for s, _ in trace[1:-1] if s >= cap // 4]
+    assert all(s % every == 0 for s, _ in trace[1:])
+    assert not any(convergence([p for p in trace if p[0] <= s], s)["converged"] for s in earlier)
+    assert stats["config"]["schedule"] == "plateau"
+
+
+def test_schedule_is_validated_and_part_of_the_folder_name():
+    from interp.models.small_lm import _config, default_name
+
+    with pytest.raises(SmallLMError, match="unknown schedule 'linear'"):
+        _config("gpt2", 0, 1, 16, 10, "enwiki", 16, 2, None, 2, 1e-3, 4, None, "linear")
+    cos = _config("gpt2", 0, 1, 16, 10, "enwiki", 16, 2, None, 2, 1e-3, 4)
+    pla = _config("gpt2", 0, 1, 16, 10, "enwiki", 16, 2, None, 2, 1e-3, 4, None, "plateau")
+    assert "schedule" not in cos and pla["schedule"] == "plateau"  # cosine folders trained before the option still match
+    assert default_name(pla) == default_name(cos).replace("-s10-", "-s10-plateau-")

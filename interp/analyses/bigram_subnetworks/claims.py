@@ -2,29 +2,27 @@
 
 Every claim on a learned mask requires the mask to have converged (the authors' stop rule:
 fewer undecided entries than 1% of the kept ones): an Evidence whose departures contain
-`NOT_CONVERGED` is ``inconclusive`` whatever its numbers, because an unconverged mask's
-density is set by the step budget, not by the objective.
+`interp.claims.NOT_CONVERGED` is ``inconclusive`` whatever its numbers, because an
+unconverged mask's density is set by the step budget, not by the objective. The same holds
+when the masked model is a small LM trained here that did not meet its own convergence rule.
 """
 
 from __future__ import annotations
 
-from interp.claims import FAILS, INCONCLUSIVE, PARTLY, REPRODUCES, Claim, Evidence, Rule, beats_control
+from interp.claims import (
+    FAILS,
+    INCONCLUSIVE,
+    PARTLY,
+    REPRODUCES,
+    Claim,
+    Evidence,
+    beats_control,
+    needs_convergence,
+)
 
-NOT_CONVERGED = "NOT CONVERGED"
 PAPER = "chang2025"
 PAPER_MODELS = "Pythia 70M-1B, GPT-2 small-large, OLMo 1B (fully trained)"
 SIZE_LIMIT = 0.002
-
-
-def needs_convergence(rule: Rule) -> Rule:
-    """``rule``, but inconclusive when the evidence says a mask did not converge."""
-
-    def wrapped(ev: Evidence) -> str:
-        if any(d.startswith(NOT_CONVERGED) for d in ev.departures):
-            return INCONCLUSIVE
-        return rule(ev)
-
-    return wrapped
 
 
 def _lo_hi(ev: Evidence) -> tuple[float, float]:

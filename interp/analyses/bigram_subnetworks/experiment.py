@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from interp.analyses.bigram_subnetworks.claims import CLAIMS, NOT_CONVERGED
+from interp.analyses.bigram_subnetworks.claims import CLAIMS
 from interp.analyses.bigram_subnetworks.config import Config
 from interp.analyses.bigram_subnetworks.data import model_token_ids, tokenize_docs, vocab_remap, windows_from_docs
 from interp.analyses.bigram_subnetworks.evaluation import (
@@ -56,7 +56,7 @@ from interp.analyses.bigram_subnetworks.training import (
     train_masks,
     training_trace,
 )
-from interp.claims import Evidence, attach_claims, evidence_from_samples
+from interp.claims import NOT_CONVERGED, Evidence, attach_claims, evidence_from_samples
 from interp.data.bigram import BigramTable
 from interp.data.corpus import Corpus, load_corpus
 from interp.progress import progress, stage
@@ -105,6 +105,23 @@ def _local_training_stats(model: Any) -> dict | None:
     except (json.JSONDecodeError, UnicodeDecodeError):
         return None
     return stats if isinstance(stats, dict) and "heldout_loss" in stats and "config" in stats else None
+
+
+def lm_training_departure(stats: dict) -> str:
+    """The departure naming a small LM trained here: its steps and losses, and whether it met the
+    convergence rule of `interp.models.small_lm` (if not, it starts with `NOT_CONVERGED`: the paper
+    studies fully trained models, so claims on an unfinished model are inconclusive)."""
+    conv = stats.get("convergence") or {}
+    steps_run = stats.get("steps_run", stats["config"].get("steps"))
+    how = f", {stats['stopped_by']}" if "stopped_by" in stats else ""
+    detail = (f" (held-out loss fell {conv['improvement']:.1%} over the second half, ends {conv['above_min']:.1%} above its minimum)"
+              if conv.get("improvement") is not None else "")
+    text = (f"the model is a small LM trained here ({steps_run} steps{how}, held-out loss {stats['heldout_loss']:.3f} nats, "
+            f"unigram entropy {stats['unigram_entropy']:.3f})")
+    if conv.get("converged"):
+        return f"{text}; it converged by interp.models.small_lm's rule{detail}"
+    state = "did not converge" if conv else "has no convergence record"
+    return f"{NOT_CONVERGED}: {text}; by interp.models.small_lm's rule its training {state}{detail}"
 
 
 def _convergence_departures(runs: dict[str, MaskTrainResult], names: list[str]) -> tuple[str, ...]:
@@ -297,13 +314,7 @@ def run_experiment(model, config: Config | None = None, dataset: Corpus | None =
         run_deps.append("bigram statistics and training text: 100 Wikipedia articles (paper: OSCAR / the models' own training data)")
     lm_training = _local_training_stats(model)
     if lm_training is not None:
-        conv = lm_training.get("convergence") or {}
-        state = ("converged" if conv.get("converged") else "did NOT converge") if conv else "has no convergence record"
-        detail = (f" (held-out loss fell {conv['improvement']:.1%} over the second half, ends {conv['above_min']:.1%} above its minimum)"
-                  if conv.get("improvement") is not None else "")
-        run_deps.append(f"the model is a small LM trained here ({lm_training['config'].get('steps')} steps, held-out loss "
-                        f"{lm_training['heldout_loss']:.3f} nats, unigram entropy {lm_training['unigram_entropy']:.3f}); by "
-                        f"interp.models.small_lm's rule its training {state}{detail}")
+        run_deps.append(lm_training_departure(lm_training))
     main_runs = ["bigram", "bigram_seed2"]
     dep_main = tuple(run_deps) + _convergence_departures(runs, main_runs)
     ev: dict[str, Evidence] = {}

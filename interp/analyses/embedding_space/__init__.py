@@ -51,6 +51,7 @@ from interp.analyses.embedding_space.experiment import (
     load_dataset,
     neuron_table,
     normalize_states,
+    pair_convergence_departures,
     pinv_vs_transpose,
     resolve_layers,
     rotated_copy_alignment,
@@ -98,6 +99,6 @@ __all__ = [
     "neuron_table", "neuron_vectors", "normalize_states", "param_vectors", "pinv_projector", "pinv_vs_transpose", "project_topk",
     "projected_corr", "projector", "random_orthogonal", "raw_corr", "resolve_layers", "rotate_permute",
     "rotated_copy_alignment", "run_experiment", "seed_pair_alignment", "set_overlap", "shuffle_vocab", "subsample",
-    "token_counts", "token_matrix", "topk_pairs", "train_pair", "unseen_token_offset", "value_hidden_recall",
+    "token_counts", "token_matrix", "topk_pairs", "train_pair", "pair_convergence_departures", "unseen_token_offset", "value_hidden_recall",
     "value_union_recall", "vocab_filter", "vocab_kernels",
 ]

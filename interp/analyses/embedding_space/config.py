@@ -85,5 +85,7 @@ class Config(AnalysisConfig):
     pair_lr: float = option(3e-3, "training learning rate", ge=0)
     pair_corpus: str = option("enwiki", "training corpus of the seed-pair models")
     pair_seeds: tuple[int, ...] = option((0, 1), "the two training seeds")
+    pair_schedule: str = option("cosine", "cosine decay over pair_steps, or plateau: a constant rate until the small-LM "
+                                "convergence rule holds (pair_steps is the cap)", choices=("cosine", "plateau"))
     # ---------------------------------------------------------------- statistics
     n_boot: int = option(1000, "bootstrap resamples for CIs", ge=50)

@@ -55,7 +55,7 @@ from interp.analyses.embedding_space.project import (
     topk_pairs,
     vocab_filter,
 )
-from interp.claims import Evidence, attach_claims, evidence_from_samples
+from interp.claims import NOT_CONVERGED, Evidence, attach_claims, evidence_from_samples
 from interp.core.model import HookedModel
 from interp.progress import progress, stage
 from interp.results import Result, register_result_kind
@@ -325,10 +325,25 @@ def train_pair(cfg: Config) -> tuple[list[HookedModel], list[dict]]:
     for s in cfg.pair_seeds[:2]:
         st = fit_small_lm(arch=cfg.pair_arch, seed=int(s), n_layers=cfg.pair_n_layers, d_model=cfg.pair_d_model,
                           n_heads=cfg.pair_n_heads, steps=cfg.pair_steps, corpus=cfg.pair_corpus, seq_len=cfg.pair_seq_len,
-                          batch=cfg.pair_batch, lr=cfg.pair_lr, vocab_top=cfg.pair_vocab or None, verbose=True)
+                          batch=cfg.pair_batch, lr=cfg.pair_lr, vocab_top=cfg.pair_vocab or None, schedule=cfg.pair_schedule,
+                          verbose=True)
         models.append(load_small_lm(st["path"]))
         stats.append(st)
     return models, stats
+
+
+def pair_convergence_departures(stats: tuple[dict, ...]) -> tuple[str, ...]:
+    """One `NOT_CONVERGED` departure per seed-pair model that did not meet the small-LM convergence rule."""
+    out = []
+    for st in stats:
+        conv = st.get("convergence") or {}
+        if conv.get("converged"):
+            continue
+        detail = (f": held-out loss fell {conv['improvement']:.1%} over the second half and ends {conv['above_min']:.1%} above "
+                  "its minimum" if conv.get("improvement") is not None else ": no convergence record")
+        out.append(f"{NOT_CONVERGED}: seed-pair model seed {st['config']['seed']} "
+                   f"({st.get('steps_run', st['config']['steps'])} steps) did not meet interp.models.small_lm's rule{detail}")
+    return tuple(out)
 
 
 # ---------------------------------------------------------------------- experiment
@@ -458,7 +473,7 @@ def run_experiment(model: HookedModel, config: Config | None = None, dataset: Co
                     departures=(f"models: {Path(sa['path']).name} and seed {sb['config']['seed']}; held-out loss "
                                 f"{sa['heldout_loss']:.2f} / {sb['heldout_loss']:.2f} nats (unigram entropy {sa['unigram_entropy']:.2f}); "
                                 f"raw-space contrast {m.get('seed_diag_contrast_raw', float('nan')):.3g}; "
-                                f"Hungarian match {emb.match.tolist()}",),
+                                f"Hungarian match {emb.match.tolist()}",) + pair_convergence_departures((sa, sb)),
                     layer_accuracy=emb.layer_accuracy)
                 findings.append(f"seed pair ({cfg.align_statistic} |corr|): diagonal contrast {emb.diagonal_contrast():.3g} in embedding "
                                 f"space vs {als['shuffled'].diagonal_contrast():.3g} with the vocabulary shuffled and "
@@ -484,5 +499,5 @@ def run_experiment(model: HookedModel, config: Config | None = None, dataset: Co
 __all__ = [
     "EXPERIMENT", "CorpusFile", "EmbeddingSpaceResult", "head_pairs", "hidden_state_pairs", "keepk_curve", "load_dataset",
     "neuron_table", "normalize_states", "pinv_vs_transpose", "resolve_layers", "rotated_copy_alignment", "run_experiment", "seed_pair_alignment",
-    "shuffle_vocab", "train_pair",
+    "pair_convergence_departures", "shuffle_vocab", "train_pair",
 ]
