@@ -535,3 +535,15 @@ def test_alignment_verdict_needs_both_seed_pair_models_converged():
     ev = {"value": 0.05, "ci_low": 0.04, "ci_high": 0.06, "control_value": 0.0, "n": 8, "layer_accuracy": 1.0}
     assert claim.rule(AlignmentEvidence(**ev)) == REPRODUCES
     assert claim.rule(AlignmentEvidence(**ev, departures=deps)) == INCONCLUSIVE
+
+
+def test_full_preset_seed_pair_is_the_converged_small_lm_preset():
+    """The full run's seed pair is the one `train_small_lm.py --preset seed-pair` trains (so cached models are reused)."""
+    from interp.models.small_lm import SEED_PAIR_SETTINGS
+
+    cfg = Config.preset(False)
+    got = {k: getattr(cfg, f"pair_{k}") for k in ("arch", "n_layers", "d_model", "n_heads", "steps", "seq_len", "batch", "lr",
+                                                    "corpus", "schedule")}
+    got["vocab_top"] = cfg.pair_vocab
+    assert got == SEED_PAIR_SETTINGS
+    assert Config.preset(True).pair_schedule == "cosine"

@@ -135,8 +135,8 @@ CLAIMS = [
                   "(the paper's MultiBERTs are fully trained)",
         min_n=2,
         departures=(
-            "two small GPT-2-style models (4 layers, d_model 64) trained by the run itself for a few minutes on the enwiki sample "
-            "with a reduced vocabulary (2,047 most frequent tokens + UNK), not MultiBERTs; cached after the first run",
+            "two small causal LMs trained here on the enwiki sample with a reduced vocabulary (the config's pair_* settings, "
+            "named by the models' folder in the next departure), not MultiBERTs; cached after the first run",
         ),
     ),
 ]

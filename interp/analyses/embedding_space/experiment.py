@@ -471,7 +471,8 @@ def run_experiment(model: HookedModel, config: Config | None = None, dataset: Co
                     value=emb.diagonal_contrast(), ci_low=float(np.nanquantile(boot, 0.025)), ci_high=float(np.nanquantile(boot, 0.975)),
                     control_value=als["shuffled"].diagonal_contrast(), n=emb.scores.shape[0],
                     departures=(f"models: {Path(sa['path']).name} and seed {sb['config']['seed']}; held-out loss "
-                                f"{sa['heldout_loss']:.2f} / {sb['heldout_loss']:.2f} nats (unigram entropy {sa['unigram_entropy']:.2f}); "
+                                f"{sa['heldout_loss']:.2f} / {sb['heldout_loss']:.2f} nats after {sa.get('steps_run', sa['config']['steps'])} / "
+                                f"{sb.get('steps_run', sb['config']['steps'])} steps (unigram entropy {sa['unigram_entropy']:.2f}); "
                                 f"raw-space contrast {m.get('seed_diag_contrast_raw', float('nan')):.3g}; "
                                 f"Hungarian match {emb.match.tolist()}",) + pair_convergence_departures((sa, sb)),
                     layer_accuracy=emb.layer_accuracy)
