@@ -361,6 +361,16 @@ def convergence(trace: list[tuple[int, float]], steps: int, tol: float = CONVERG
     }
 
 
+def describe_convergence(conv: dict[str, Any]) -> str:
+    """One phrase for a `convergence` record, e.g. "held-out loss fell 0.9% over the second half and ends
+    0.5% above its minimum" (says "rose" when the loss went up)."""
+    if conv.get("improvement") is None:
+        return "no convergence record"
+    imp = conv["improvement"]
+    return (f"held-out loss {'fell' if imp >= 0 else 'rose'} {abs(imp):.1%} over the second half and ends "
+            f"{conv['above_min']:.1%} above its minimum")
+
+
 def _train_loop(hf, opt, train, steps, batch, g, dev, lr_at, losses, t0, verbose, on_step=None) -> None:
     """AdamW steps on random training windows (appends each step's loss to ``losses``; calls ``on_step(step)``,
     and stops early when it returns True)."""
@@ -422,5 +432,5 @@ def load_stats(path: str | Path) -> dict[str, Any]:
     return json.loads(f.read_text())
 
 
-__all__ = ["CONVERGED_REL_TOL", "SCHEDULES", "SEED_PAIR_SETTINGS", "SmallLMError", "convergence", "find_small_lm", "fit_small_lm", "heldout_loss", "load_kept_tokens", "load_small_lm",
+__all__ = ["CONVERGED_REL_TOL", "SCHEDULES", "SEED_PAIR_SETTINGS", "SmallLMError", "convergence", "describe_convergence", "find_small_lm", "fit_small_lm", "heldout_loss", "load_kept_tokens", "load_small_lm",
            "load_stats", "remap_tokens", "small_lm_root", "top_vocab", "train_small_lm"]

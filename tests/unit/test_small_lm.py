@@ -180,3 +180,13 @@ def test_schedule_is_validated_and_part_of_the_folder_name():
     pla = _config("gpt2", 0, 1, 16, 10, "enwiki", 16, 2, None, 2, 1e-3, 4, None, "plateau")
     assert "schedule" not in cos and pla["schedule"] == "plateau"  # cosine folders trained before the option still match
     assert default_name(pla) == default_name(cos).replace("-s10-", "-s10-plateau-")
+
+
+def test_describe_convergence_says_rose_when_the_loss_went_up():
+    from interp.models.small_lm import convergence, describe_convergence
+
+    rising = convergence([(0, 8.0), (100, 4.0), (200, 5.0)], 200)
+    assert describe_convergence(rising) == "held-out loss rose 25.0% over the second half and ends 20.0% above its minimum"
+    falling = convergence([(0, 8.0), (100, 5.0), (200, 4.0)], 200)
+    assert describe_convergence(falling).startswith("held-out loss fell 20.0%")
+    assert describe_convergence(convergence([(0, 8.0)], 10)) == "no convergence record"

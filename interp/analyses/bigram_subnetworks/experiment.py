@@ -59,6 +59,7 @@ from interp.analyses.bigram_subnetworks.training import (
 from interp.claims import NOT_CONVERGED, Evidence, attach_claims, evidence_from_samples
 from interp.data.bigram import BigramTable
 from interp.data.corpus import Corpus, load_corpus
+from interp.models.small_lm import describe_convergence
 from interp.progress import progress, stage
 from interp.results.store import Result, register_result_kind
 
@@ -114,8 +115,7 @@ def lm_training_departure(stats: dict) -> str:
     conv = stats.get("convergence") or {}
     steps_run = stats.get("steps_run", stats["config"].get("steps"))
     how = f", {stats['stopped_by']}" if "stopped_by" in stats else ""
-    detail = (f" (held-out loss fell {conv['improvement']:.1%} over the second half, ends {conv['above_min']:.1%} above its minimum)"
-              if conv.get("improvement") is not None else "")
+    detail = f" ({describe_convergence(conv)})" if conv.get("improvement") is not None else ""
     text = (f"the model is a small LM trained here ({steps_run} steps{how}, held-out loss {stats['heldout_loss']:.3f} nats, "
             f"unigram entropy {stats['unigram_entropy']:.3f})")
     if conv.get("converged"):

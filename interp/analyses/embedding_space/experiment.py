@@ -57,6 +57,7 @@ from interp.analyses.embedding_space.project import (
 )
 from interp.claims import NOT_CONVERGED, Evidence, attach_claims, evidence_from_samples
 from interp.core.model import HookedModel
+from interp.models.small_lm import describe_convergence
 from interp.progress import progress, stage
 from interp.results import Result, register_result_kind
 
@@ -339,8 +340,7 @@ def pair_convergence_departures(stats: tuple[dict, ...]) -> tuple[str, ...]:
         conv = st.get("convergence") or {}
         if conv.get("converged"):
             continue
-        detail = (f": held-out loss fell {conv['improvement']:.1%} over the second half and ends {conv['above_min']:.1%} above "
-                  "its minimum" if conv.get("improvement") is not None else ": no convergence record")
+        detail = f": {describe_convergence(conv)}"
         out.append(f"{NOT_CONVERGED}: seed-pair model seed {st['config']['seed']} "
                    f"({st.get('steps_run', st['config']['steps'])} steps) did not meet interp.models.small_lm's rule{detail}")
     return tuple(out)
