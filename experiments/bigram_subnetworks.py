@@ -29,7 +29,7 @@ SMALL_LM_REFERENCE = ("masked_layers=[]", "batch=16", "speedup=30", "max_steps=6
 
 def small_lm_path() -> str:
     """Folder of the reference small LM (seed 0 of `SEED_PAIR_SETTINGS`), trained and cached on first use
-    (to its convergence rule, at most 4000 steps of about 1 s on one CPU core; `experiments/train_small_lm.py
+    (to its convergence rule, at most 4000 steps; about 8 min on 2 CPU cores; `experiments/train_small_lm.py
     --preset seed-pair` does the same)."""
     from interp.models.small_lm import SEED_PAIR_SETTINGS, find_small_lm, fit_small_lm
 

@@ -190,3 +190,17 @@ def test_describe_convergence_says_rose_when_the_loss_went_up():
     falling = convergence([(0, 8.0), (100, 5.0), (200, 4.0)], 200)
     assert describe_convergence(falling).startswith("held-out loss fell 20.0%")
     assert describe_convergence(convergence([(0, 8.0)], 10)) == "no convergence record"
+
+
+def test_stats_written_before_the_plateau_schedule_report_their_budget_as_steps_run(tmp_path):
+    from interp.models.small_lm import STATS_FILE, steps_run
+
+    (tmp_path / STATS_FILE).write_text(json.dumps({"config": {"steps": 1200}, "heldout_loss": 4.3}))
+    assert steps_run(load_stats(tmp_path)) == 1200
+    assert steps_run({"config": {"steps": 4000}, "steps_run": 1250}) == 1250
+    (tmp_path / STATS_FILE).write_text("{not json")
+    with pytest.raises(SmallLMError, match="not a readable JSON file"):
+        load_stats(tmp_path)
+    (tmp_path / STATS_FILE).write_text("[1, 2]")
+    with pytest.raises(SmallLMError, match="has no training config"):
+        load_stats(tmp_path)

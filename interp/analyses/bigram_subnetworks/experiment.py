@@ -17,7 +17,6 @@ divided by all block weights of the whole model, as the paper's.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, ClassVar
@@ -59,7 +58,7 @@ from interp.analyses.bigram_subnetworks.training import (
 from interp.claims import NOT_CONVERGED, Evidence, attach_claims, evidence_from_samples
 from interp.data.bigram import BigramTable
 from interp.data.corpus import Corpus, load_corpus
-from interp.models.small_lm import describe_convergence
+from interp.models.small_lm import describe_convergence, steps_run
 from interp.progress import progress, stage
 from interp.results.store import Result, register_result_kind
 
@@ -96,16 +95,16 @@ def train_config(cfg: Config, seed: int, lam: float | None = None) -> MaskTrainC
 
 def _local_training_stats(model: Any) -> dict | None:
     """The training statistics saved next to a small LM trained here (None for other models)."""
-    from interp.models.small_lm import STATS_FILE
+    from interp.models.small_lm import STATS_FILE, SmallLMError, load_stats
 
-    f = Path(str(model.name)).expanduser() / STATS_FILE
-    if not f.is_file():
+    folder = Path(str(model.name)).expanduser()
+    if not (folder / STATS_FILE).is_file():
         return None
     try:
-        stats = json.loads(f.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        stats = load_stats(folder)
+    except SmallLMError:
         return None
-    return stats if isinstance(stats, dict) and "heldout_loss" in stats and "config" in stats else None
+    return stats if "heldout_loss" in stats else None
 
 
 def lm_training_departure(stats: dict) -> str:
@@ -113,10 +112,9 @@ def lm_training_departure(stats: dict) -> str:
     convergence rule of `interp.models.small_lm` (if not, it starts with `NOT_CONVERGED`: the paper
     studies fully trained models, so claims on an unfinished model are inconclusive)."""
     conv = stats.get("convergence") or {}
-    steps_run = stats.get("steps_run", stats["config"].get("steps"))
     how = f", {stats['stopped_by']}" if "stopped_by" in stats else ""
     detail = f" ({describe_convergence(conv)})" if conv.get("improvement") is not None else ""
-    text = (f"the model is a small LM trained here ({steps_run} steps{how}, held-out loss {stats['heldout_loss']:.3f} nats, "
+    text = (f"the model is a small LM trained here ({steps_run(stats)} steps{how}, held-out loss {stats['heldout_loss']:.3f} nats, "
             f"unigram entropy {stats['unigram_entropy']:.3f})")
     if conv.get("converged"):
         return f"{text}; it converged by interp.models.small_lm's rule{detail}"

@@ -96,9 +96,9 @@ __all__ = [
     "frequent_tokens", "gap_with_ci", "head_factors", "head_pairs", "head_token_pairs", "hidden_state_pairs", "jaccard",
     "keep_k", "keepk_curve", "keepk_inner_products", "keepk_reconstruct", "keepk_rule", "key_value_jaccard",
     "key_value_jaccard_abs", "load_dataset", "model_param_space", "model_projector", "neuron_kinds", "neuron_recovery",
-    "neuron_table", "neuron_vectors", "normalize_states", "param_vectors", "pinv_projector", "pinv_vs_transpose", "project_topk",
+    "neuron_table", "neuron_vectors", "normalize_states", "pair_convergence_departures", "param_vectors", "pinv_projector", "pinv_vs_transpose", "project_topk",
     "projected_corr", "projector", "random_orthogonal", "raw_corr", "resolve_layers", "rotate_permute",
     "rotated_copy_alignment", "run_experiment", "seed_pair_alignment", "set_overlap", "shuffle_vocab", "subsample",
-    "token_counts", "token_matrix", "topk_pairs", "train_pair", "pair_convergence_departures", "unseen_token_offset", "value_hidden_recall",
+    "token_counts", "token_matrix", "topk_pairs", "train_pair", "unseen_token_offset", "value_hidden_recall",
     "value_union_recall", "vocab_filter", "vocab_kernels",
 ]

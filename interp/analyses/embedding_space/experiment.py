@@ -57,7 +57,7 @@ from interp.analyses.embedding_space.project import (
 )
 from interp.claims import NOT_CONVERGED, Evidence, attach_claims, evidence_from_samples
 from interp.core.model import HookedModel
-from interp.models.small_lm import describe_convergence
+from interp.models.small_lm import describe_convergence, steps_run
 from interp.progress import progress, stage
 from interp.results import Result, register_result_kind
 
@@ -342,7 +342,7 @@ def pair_convergence_departures(stats: tuple[dict, ...]) -> tuple[str, ...]:
             continue
         detail = f": {describe_convergence(conv)}"
         out.append(f"{NOT_CONVERGED}: seed-pair model seed {st['config']['seed']} "
-                   f"({st.get('steps_run', st['config']['steps'])} steps) did not meet interp.models.small_lm's rule{detail}")
+                   f"({steps_run(st)} steps) did not meet interp.models.small_lm's rule{detail}")
     return tuple(out)
 
 
@@ -471,8 +471,7 @@ def run_experiment(model: HookedModel, config: Config | None = None, dataset: Co
                     value=emb.diagonal_contrast(), ci_low=float(np.nanquantile(boot, 0.025)), ci_high=float(np.nanquantile(boot, 0.975)),
                     control_value=als["shuffled"].diagonal_contrast(), n=emb.scores.shape[0],
                     departures=(f"models: {Path(sa['path']).name} and seed {sb['config']['seed']}; held-out loss "
-                                f"{sa['heldout_loss']:.2f} / {sb['heldout_loss']:.2f} nats after {sa.get('steps_run', sa['config']['steps'])} / "
-                                f"{sb.get('steps_run', sb['config']['steps'])} steps (unigram entropy {sa['unigram_entropy']:.2f}); "
+                                f"{sa['heldout_loss']:.2f} / {sb['heldout_loss']:.2f} nats after {steps_run(sa)} / {steps_run(sb)} steps (unigram entropy {sa['unigram_entropy']:.2f}); "
                                 f"raw-space contrast {m.get('seed_diag_contrast_raw', float('nan')):.3g}; "
                                 f"Hungarian match {emb.match.tolist()}",) + pair_convergence_departures((sa, sb)),
                     layer_accuracy=emb.layer_accuracy)
@@ -499,6 +498,6 @@ def run_experiment(model: HookedModel, config: Config | None = None, dataset: Co
 
 __all__ = [
     "EXPERIMENT", "CorpusFile", "EmbeddingSpaceResult", "head_pairs", "hidden_state_pairs", "keepk_curve", "load_dataset",
-    "neuron_table", "normalize_states", "pinv_vs_transpose", "resolve_layers", "rotated_copy_alignment", "run_experiment", "seed_pair_alignment",
-    "pair_convergence_departures", "shuffle_vocab", "train_pair",
+    "neuron_table", "normalize_states", "pair_convergence_departures", "pinv_vs_transpose", "resolve_layers", "rotated_copy_alignment", "run_experiment", "seed_pair_alignment",
+    "shuffle_vocab", "train_pair",
 ]
