@@ -5,7 +5,7 @@ Same as `interp run bigram-subnetworks`, plus ``--model small`` (the reference s
 use) and the small-LM reference settings.
 
 Examples:
-    # the CPU reference preset on SmolLM2 (layers 0-1 masked, schedule sped up 300x)
+    # the CPU reference preset on SmolLM2 (layers 0-1 masked, batches of 16 x 64, schedule sped up 30x)
     python experiments/bigram_subnetworks.py --model smollm2-135m --out runs --threads 1
     # the small LM, masked whole, batches of 16 x 64, schedule sped up 30x, trained to the stop rule, lambda sweep
     python experiments/bigram_subnetworks.py --model small --small-lm-reference --out runs --threads 1

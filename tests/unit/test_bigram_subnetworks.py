@@ -580,3 +580,49 @@ def test_an_unconverged_small_lm_makes_every_mask_claim_inconclusive():
     ev = {"value": 0.001, "ci_low": 0.0009, "ci_high": 0.0012, "control_value": 0.3, "n": 2}
     assert size.rule(Evidence(**ev, departures=(ok,))) == REPRODUCES
     assert size.rule(Evidence(**ev, departures=(bad,))) == INCONCLUSIVE
+
+
+def test_stop_rule_waits_for_a_settled_mask():
+    """With ``stop_when_settled`` the paper's undecided rule stops training only once the kept
+    share has settled; without it training stops where the paper's rule first holds. Same seed
+    and data order: the waiting run repeats the other's trace, then goes on."""
+    from interp.progress import set_quiet
+
+    set_quiet(True)
+    model = load_model("tiny-llama", seed=0)
+    targets = find_mask_targets(model)
+    with torch.no_grad():
+        for t in targets:
+            if t.layer == 0 and t.kind == "out":
+                t.module._parameters["weight"].mul_(30.0)
+    planted = [torch.ones(t.shape) if t.layer == 0 and t.kind in ("in", "gate", "out") else torch.zeros(t.shape) for t in targets]
+    data = torch.randint(0, 3000, (64, 8), generator=torch.Generator().manual_seed(0))
+
+    def run(wait: bool):
+        cfg = MaskTrainConfig(lam=0.5, max_steps=200, lr=0.03, t_growth=1.15, batch=4, max_attempts=1, seed=0,
+                              settle_tol=0.005, stop_when_settled=wait)
+        return train_masks(model, targets, data, "model", None, cfg, rest="drop",
+                           reference=lambda x: subnetwork_logits(model, targets, planted, x, "drop"))
+
+    paper, waited = run(False), run(True)
+    set_quiet(False)
+    assert paper.stop_reason == "undecided" and paper.steps_run == paper.paper_stop_step
+    assert not paper.settled and not paper.converged  # the paper's rule fired while the mask still moved
+    assert waited.paper_stop_step == paper.paper_stop_step < waited.steps_run < 200
+    assert waited.stop_reason == "undecided" and waited.settled and waited.converged
+    n = paper.steps_run
+    np.testing.assert_allclose(waited.hard_kept[:n], paper.hard_kept, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(waited.ce[:n], paper.ce, rtol=1e-6)
+    assert waited.summary()["paper_stop_step"] == paper.paper_stop_step
+
+
+def test_departure_names_steps_past_the_paper_stop_rule():
+    from interp.analyses.bigram_subnetworks import MaskTrainResult
+    from interp.analyses.bigram_subnetworks.experiment import _convergence_departures
+
+    base = dict(target="unigram", logits=[], config=MaskTrainConfig(speedup=30), stop_reason="undecided", hard_kept=[0.1] * 50)
+    past = MaskTrainResult(**base, steps_run=250, paper_stop_step=209)
+    at = MaskTrainResult(**base, steps_run=209, paper_stop_step=209)
+    (line,) = _convergence_departures({"unigram": past}, ["unigram"])
+    assert "41 steps past the paper's stop rule" in line and "step 209" in line
+    assert _convergence_departures({"unigram": at}, ["unigram"]) == ()

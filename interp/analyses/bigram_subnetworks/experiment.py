@@ -89,7 +89,7 @@ def train_config(cfg: Config, seed: int, lam: float | None = None) -> MaskTrainC
         lam=cfg.lam if lam is None else lam, max_steps=cfg.max_steps, lr=cfg.lr, batch=cfg.batch, t_growth=cfg.t_growth,
         weight_decay=cfg.weight_decay, speedup=cfg.speedup, stop_undecided=cfg.stop_undecided,
         plateau_window=cfg.plateau_window, plateau_tol=cfg.plateau_tol, max_attempts=cfg.max_attempts,
-        settle_tol=cfg.settle_tol, max_converged_speedup=cfg.max_converged_speedup, seed=seed,
+        settle_tol=cfg.settle_tol, stop_when_settled=cfg.stop_when_settled, max_converged_speedup=cfg.max_converged_speedup, seed=seed,
     )
 
 
@@ -139,6 +139,9 @@ def _convergence_departures(runs: dict[str, MaskTrainResult], names: list[str]) 
                        f"(undecided / kept = {und:.3g}, stop rule < {r.config.stop_undecided:g}; kept share moved "
                        f"{r.kept_change_last_doubling:.1%} over the last doubling of the temperature, settled below "
                        f"{r.config.settle_tol:.0%})")
+        if r.paper_stop_step is not None and r.steps_run > r.paper_stop_step:
+            out.append(f"mask '{n}' trained {r.steps_run - r.paper_stop_step} steps past the paper's stop rule "
+                       f"(first held at step {r.paper_stop_step}) until its kept share settled (stop_when_settled)")
         if not r.stable:
             out.append(f"mask '{n}': loss curve unstable by the authors' rule after {r.attempts} attempt(s)")
     return tuple(out)

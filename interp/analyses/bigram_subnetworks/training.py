@@ -25,6 +25,13 @@ schedule, not by the objective. And a schedule sped up more than ``max_converged
 few dozen steps, before the objective has moved them (measured on SmolLM2 at 300x: the stop
 rule fires after ~30 steps with a third of the weights still kept).
 
+``stop_when_settled`` (default on) makes training wait for the second part: when the paper's
+rule holds but the kept share is still moving, training goes on (within the step budget)
+until it settles, instead of stopping with a mask that cannot count as converged. The step
+at which the paper's rule first held is recorded (``paper_stop_step``), so a run can say how
+far past the paper's stopping point a mask was trained; with the default the masks that
+settle by the paper's stopping point stop exactly there, as before.
+
 Targets:
   * ``"bigram"``: P(. | current token) from a `BigramTable` (computed sparsely);
   * ``"unigram"``: the corpus unigram distribution at every position (a control: a mask
@@ -91,6 +98,7 @@ class MaskTrainConfig:
     plateau_tol: float = 1e-3  # relative change that counts as a plateau
     max_attempts: int = 3  # retries with a new data order after an unstable loss curve
     settle_tol: float = 0.02  # converged also needs the hard kept share to move < this (relative) over the last doubling of T
+    stop_when_settled: bool = True  # the stop rule waits until the mask has also settled (False: the paper's rule alone)
     max_converged_speedup: float = 50.0  # a faster schedule never counts as converged
     seed: int = 0
 
@@ -136,6 +144,7 @@ class MaskTrainResult:
     steps_run: int = 0
     stop_reason: str = "max_steps"
     final_temperature: float = 1.0
+    paper_stop_step: int | None = None  # first step at which the paper's undecided rule held (None: never)
     seconds: float = 0.0
     n_zero_weights: int = 0
 
@@ -143,14 +152,7 @@ class MaskTrainResult:
     def kept_change_last_doubling(self) -> float:
         """Relative change of the hard kept share over the last doubling of the temperature
         (the steps in which T grew 2x; all steps if fewer)."""
-        if not self.hard_kept:
-            return float("nan")
-        w = max(1, int(round(math.log(2) / math.log(self.config.effective_growth)))) if self.config.effective_growth > 1 else len(self.hard_kept)
-        start = self.hard_kept[max(0, len(self.hard_kept) - 1 - w)]
-        end = self.hard_kept[-1]
-        if start == end:
-            return 0.0
-        return abs(end - start) / max(start, end)
+        return kept_change_over_doubling(self.hard_kept, self.config.effective_growth)
 
     @property
     def settled(self) -> bool:
@@ -170,13 +172,25 @@ class MaskTrainResult:
     def summary(self) -> dict[str, Any]:
         return {
             "target": self.target, "attempts": self.attempts, "stable": self.stable, "steps_run": self.steps_run,
-            "stop_reason": self.stop_reason, "converged": self.converged,
+            "stop_reason": self.stop_reason, "converged": self.converged, "paper_stop_step": self.paper_stop_step,
             "kept_change_last_doubling": self.kept_change_last_doubling, "final_temperature": self.final_temperature,
             "final_undecided": self.undecided[-1] if self.undecided else float("nan"),
             "seconds": self.seconds, "seconds_per_step": self.seconds / max(1, self.steps_run),
             "n_zero_weights": self.n_zero_weights, "effective_lr": self.config.effective_lr,
             "effective_t_growth": self.config.effective_growth, **asdict(self.config),
         }
+
+
+def kept_change_over_doubling(hard_kept: Sequence[float], growth: float) -> float:
+    """Relative change of a kept-share trace over its last ``log 2 / log growth`` steps (the last
+    doubling of a temperature multiplied by ``growth`` per step; the whole trace if shorter)."""
+    if not hard_kept:
+        return float("nan")
+    w = max(1, int(round(math.log(2) / math.log(growth)))) if growth > 1 else len(hard_kept)
+    start, end = hard_kept[max(0, len(hard_kept) - 1 - w)], hard_kept[-1]
+    if start == end:
+        return 0.0
+    return abs(end - start) / max(start, end)
 
 
 def bigram_cross_entropy(
@@ -362,8 +376,11 @@ def _attempt(model, targets, data, target, table, cfg, rest, reference, data_see
             out.stop_reason = "non-finite loss"
             break
         if cfg.stop_undecided > 0 and ratio < cfg.stop_undecided:
-            out.stop_reason = "undecided"
-            break
+            if out.paper_stop_step is None:
+                out.paper_stop_step = step + 1
+            if not cfg.stop_when_settled or kept_change_over_doubling(out.hard_kept, cfg.effective_growth) < cfg.settle_tol:
+                out.stop_reason = "undecided"
+                break
         w = cfg.plateau_window
         if w > 0 and len(out.losses) >= 2 * w:
             a, b = np.mean(out.losses[-2 * w : -w]), np.mean(out.losses[-w:])
