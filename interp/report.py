@@ -74,7 +74,7 @@ class RunRecord:
 
         exp_name = str(self.manifest.get("experiment"))
         cfg = dict(self.manifest.get("config") or {})
-        parts = ["interp run", exp_name, "--model", self.model_id]
+        parts = ["interp run", exp_name, "--model", _portable_model_path(self.model_id)]
         if cfg.get("quick"):
             parts.append("--quick")
         exp = EXPERIMENTS.get(exp_name)
@@ -219,6 +219,7 @@ def render(records: Sequence[RunRecord], notes_dir: str | Path | None = None, so
                 f"{_fmt(_total_s(r.manifest))} s"
                 + (f"; peak RSS {_fmt(rss)} GB" if (rss := (r.manifest.get('meta') or {}).get('peak_rss_gb')) else "")
                 + f"): `{r.command()}`"
+                + (f" (the model: `{trained}`)" if (trained := _training_command(r.model_id)) else "")
             )
         out.append("")
     from interp.crossmodel import cross_model_section
@@ -246,6 +247,25 @@ def write_report(paths: Sequence[str | Path], output: str | Path, notes_dir: str
 
 
 # ---------------------------------------------------------------------- formatting
+def _portable_model_path(model_id: str) -> str:
+    """A small LM trained here is named by its place in the cache (``$INTERP_CACHE``, default
+    ``~/.cache/interp``), not by this machine's absolute path."""
+    from interp.models.small_lm import small_lm_root
+
+    path = Path(model_id)
+    if path.is_absolute() and path.parent.name == small_lm_root().name:
+        return f"~/.cache/interp/{path.parent.name}/{path.name}"
+    return model_id
+
+
+def _training_command(model_id: str) -> str | None:
+    """How to train the run's model, when it is a seed-pair small LM."""
+    from interp.models.small_lm import seed_pair_training_command
+
+    path = Path(model_id)
+    return seed_pair_training_command(path.name) if path.is_absolute() else None
+
+
 def _summary(df: pd.DataFrame, models: list[str]) -> str:
     head = "| claim | paper (model) | " + " | ".join(models) + " |"
     lines = [head, "|---|---|" + "---|" * len(models)]

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -189,8 +190,8 @@ def _config(arch, seed, n_layers, d_model, steps, corpus, seq_len, batch, tokeni
     return cfg
 
 
-def find_small_lm(arch: str = "gpt2", seed: int = 0, **kwargs: Any) -> Path | None:
-    """Folder of an already trained small LM with these `fit_small_lm` settings, or None."""
+def _settings(arch: str, seed: int, kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(all `fit_small_lm` arguments with defaults filled in, the validated training config)."""
     import inspect
 
     defaults = {k: p.default for k, p in inspect.signature(fit_small_lm).parameters.items()}
@@ -200,6 +201,24 @@ def find_small_lm(arch: str = "gpt2", seed: int = 0, **kwargs: Any) -> Path | No
     a = {**defaults, **kwargs, "arch": arch, "seed": seed}
     cfg = _config(a["arch"], a["seed"], a["n_layers"], a["d_model"], a["steps"], a["corpus"], a["seq_len"], a["batch"],
                   a["tokenizer"], a["n_heads"], a["lr"], a["n_heldout"], a["vocab_top"], a["schedule"])
+    return a, cfg
+
+
+def seed_pair_training_command(folder_name: str) -> str | None:
+    """The command that trains the small LM named ``folder_name`` if it is a seed-pair preset model, else None."""
+    m = re.search(r"-seed(\d+)$", folder_name)
+    if m is None:
+        return None
+    seed = int(m.group(1))
+    rest = {k: v for k, v in SEED_PAIR_SETTINGS.items() if k != "arch"}
+    if default_name(_settings(SEED_PAIR_SETTINGS["arch"], seed, rest)[1]) != folder_name:
+        return None
+    return f"python experiments/train_small_lm.py --preset seed-pair --seed {seed}"
+
+
+def find_small_lm(arch: str = "gpt2", seed: int = 0, **kwargs: Any) -> Path | None:
+    """Folder of an already trained small LM with these `fit_small_lm` settings, or None."""
+    a, cfg = _settings(arch, seed, kwargs)
     folder = Path(a["out_dir"]).expanduser() if a["out_dir"] is not None else small_lm_root() / default_name(cfg)
     if (folder / STATS_FILE).is_file() and load_stats(folder)["config"] == cfg:
         return folder

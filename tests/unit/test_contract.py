@@ -234,6 +234,22 @@ def test_report_renders_runs_and_reference_copies(tmp_path):
     assert "**inconclusive**" in full  # quick runs never decide
 
 
+def test_report_names_a_small_lm_by_its_cache_place_and_training_command():
+    from interp.models.small_lm import SEED_PAIR_SETTINGS, _settings, default_name
+    from interp.report import RunRecord
+
+    rest = {k: v for k, v in SEED_PAIR_SETTINGS.items() if k != "arch"}
+    name = default_name(_settings(SEED_PAIR_SETTINGS["arch"], 1, rest)[1])
+    manifest = {"experiment": "sanity", "config": {}, "model": {"id": f"/some/machine/cache/small_lms/{name}"}}
+    cmd = RunRecord("r", manifest, None).command()
+    assert f"--model ~/.cache/interp/small_lms/{name}" in cmd and "/some/machine" not in cmd
+    from interp.report import _training_command
+
+    assert _training_command(manifest["model"]["id"]) == "python experiments/train_small_lm.py --preset seed-pair --seed 1"
+    assert _training_command("/c/small_lms/" + name.replace("-d128-", "-d64-")) is None  # not the preset's settings
+    assert _training_command("smollm2-135m") is None
+
+
 def test_committed_report_is_generated_from_committed_runs():
     """docs/REPRODUCTION.md must equal what `interp report docs/runs` makes of docs/runs."""
     from interp.report import collect, render
