@@ -157,7 +157,9 @@ def _cmd_rerun(args: argparse.Namespace) -> int:
     if not isinstance(manifest, dict):
         raise ValueError(f"{mpath} must hold a JSON object")
     exp = get_experiment(str(manifest.get("experiment")))
-    config = exp.config_class.from_dict(manifest.get("config") or {}, where=str(mpath))
+    config, derived = exp.config_class.from_saved(manifest.get("config") or {}, where=str(mpath))
+    if derived and not args.quiet:
+        print(f"not config fields (values the run derived; recomputed): {', '.join(derived)}")
     dataset = (manifest.get("meta") or {}).get("dataset")
     prompts = None
     if dataset:

@@ -25,6 +25,9 @@ class ConfigError(ValueError):
     """A configuration key is unknown or a value has the wrong type or range."""
 
 
+_NO_VALUE = object()
+
+
 def option(
     default: Any,
     doc: str,
@@ -32,9 +35,16 @@ def option(
     ge: float | None = None,
     le: float | None = None,
     choices: tuple[Any, ...] | None = None,
+    absent: Any = _NO_VALUE,
 ) -> Any:
-    """A config field with its documentation and allowed range (inclusive bounds)."""
+    """A config field with its documentation and allowed range (inclusive bounds).
+
+    ``absent``: for an option added after runs were saved whose behaviour it changes, the
+    value those runs behaved as (`AnalysisConfig.from_saved` fills it in for a saved config
+    that lacks the key, so a re-run does what the stored run did)."""
     meta = {"doc": doc, "ge": ge, "le": le, "choices": choices}
+    if absent is not _NO_VALUE:
+        meta["absent"] = absent
     if isinstance(default, list | dict | set):
         raise TypeError("config defaults must be immutable (use a tuple)")
     return dataclasses.field(default=default, metadata=meta)
@@ -100,6 +110,24 @@ class AnalysisConfig:
             return cls(**kwargs)
         except TypeError as exc:  # e.g. a required field missing
             raise ConfigError(f"{cls.__name__}: {exc}") from exc
+
+    @classmethod
+    def saved_fallbacks(cls) -> dict[str, Any]:
+        """Values a saved config that lacks a key behaved as (options declared with ``absent``)."""
+        return {f.name: f.metadata["absent"] for f in dataclasses.fields(cls) if "absent" in f.metadata}
+
+    @classmethod
+    def from_saved(cls, values: Mapping[str, Any], where: str = "") -> tuple[Self, list[str]]:
+        """The config a stored run used, from its manifest's ``config``: keys that are not
+        fields (derived values the run stored next to its config) are set aside and returned;
+        options added since the run take the value the run behaved as (``absent``)."""
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"a {cls.__name__} must be built from a mapping, got {type(values).__name__}")
+        known = set(cls.known_keys())
+        derived = sorted(k for k in values if k not in known)
+        kept = {k: v for k, v in values.items() if k in known}
+        filled = {k: v for k, v in cls.saved_fallbacks().items() if k not in kept}
+        return cls.from_dict({**filled, **kept}, where), derived
 
     def replace(self, **changes: Any) -> Self:
         """A copy with ``changes`` (validated like any construction)."""

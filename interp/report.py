@@ -86,6 +86,8 @@ class RunRecord:
                 known = set(exp.config_class.known_keys())
             except Exception:  # an old or foreign config: show every key
                 preset = {}
+        if exp is not None and known is not None:  # options added since the run: what the run behaved as
+            cfg = {**{k: v for k, v in exp.config_class.saved_fallbacks().items() if k not in cfg}, **cfg}
         for k, v in cfg.items():
             if k in ("quick",) or preset.get(k, object()) == v:
                 continue

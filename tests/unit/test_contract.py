@@ -234,6 +234,39 @@ def test_report_renders_runs_and_reference_copies(tmp_path):
     assert "**inconclusive**" in full  # quick runs never decide
 
 
+@dataclass(frozen=True, kw_only=True)
+class _CfgV2(_Cfg):
+    wait: bool = option(True, "an option added later; runs saved before it behaved as False", absent=False)
+
+
+def test_from_saved_sets_derived_keys_aside_and_fills_options_added_since():
+    saved = {**_Cfg().to_dict(), "n": 4, "layers_used": [0, 1]}  # a run stores derived values next to its config
+    with pytest.raises(ConfigError, match="unknown key 'layers_used'"):
+        _CfgV2.from_dict(saved)
+    cfg, derived = _CfgV2.from_saved(saved)
+    assert derived == ["layers_used"] and cfg.n == 4 and cfg.wait is False  # what the old run did
+    assert _CfgV2.from_saved({**saved, "wait": True})[0].wait is True
+    assert _CfgV2().wait is True and _CfgV2.saved_fallbacks() == {"wait": False}
+
+
+def test_every_quick_run_is_rebuilt_from_its_manifest(app_runs):
+    """`interp rerun` rebuilds each analysis's config from the manifest it saved (regression: runs
+    that store derived values in their config, like bigram-subnetworks, could not be re-run)."""
+    from interp.results import load_run
+
+    runs, _ = app_runs
+    seen = set()
+    for d in sorted(p for p in runs.iterdir() if (p / "manifest.json").is_file()):
+        manifest = json.loads((d / "manifest.json").read_text())
+        exp = get_experiment(manifest["experiment"])
+        cfg, _derived = exp.config_class.from_saved(manifest["config"], where=str(d))
+        stored = load_run(d).config
+        assert {k: v for k, v in cfg.to_dict().items() if k in stored} == {
+            k: (list(v) if isinstance(v, tuple) else v) for k, v in stored.items() if k in cfg.to_dict()}
+        seen.add(manifest["experiment"])
+    assert "bigram-subnetworks" in seen
+
+
 def test_report_names_a_small_lm_by_its_cache_place_and_training_command():
     from interp.models.small_lm import SEED_PAIR_SETTINGS, _settings, default_name
     from interp.report import RunRecord

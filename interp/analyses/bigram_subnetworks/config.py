@@ -58,7 +58,7 @@ class Config(AnalysisConfig):
                                      "over the last doubling of the temperature (0: never settled)", ge=0.0)
     stop_when_settled: bool = option(True, "when the paper's undecided rule holds but the kept share is still moving "
                                            "(> settle_tol over the last doubling of T), train on until it settles "
-                                           "(false: stop at the paper's rule)")
+                                           "(false: stop at the paper's rule)", absent=False)
     max_converged_speedup: float = option(50.0, "masks trained with a larger speedup never count as converged "
                                                 "(their claims are inconclusive)", ge=1.0)
     max_attempts: int = option(3, "attempts with a new data order when the loss curve is unstable (paper: 3)", ge=1)
