@@ -386,13 +386,9 @@ def test_unstable_curve_is_retried_with_a_new_data_order(tiny_gpt2, monkeypatch)
     assert res.attempts == 3 and not res.stable
 
 
-def test_converged_mask_on_planted_case_is_sparser_than_schedule_limited():
-    """Planted mechanism: the reference is the model reduced to its (amplified) layer-0 MLP.
-    Trained to the stop rule, the mask is sparser than the same protocol stopped early by a
-    step budget, and it sits in the planted matrices."""
-    from interp.progress import set_quiet
-
-    set_quiet(True)
+def _planted_first_mlp_case():
+    """tiny-llama whose reference function is its own (amplified) layer-0 MLP: (model, mask targets,
+    the planted mask, token windows)."""
     model = load_model("tiny-llama", seed=0)
     targets = find_mask_targets(model)
     with torch.no_grad():
@@ -401,6 +397,17 @@ def test_converged_mask_on_planted_case_is_sparser_than_schedule_limited():
                 t.module._parameters["weight"].mul_(30.0)
     planted = [torch.ones(t.shape) if t.layer == 0 and t.kind in ("in", "gate", "out") else torch.zeros(t.shape) for t in targets]
     data = torch.randint(0, 3000, (64, 8), generator=torch.Generator().manual_seed(0))
+    return model, targets, planted, data
+
+
+def test_converged_mask_on_planted_case_is_sparser_than_schedule_limited():
+    """Planted mechanism: the reference is the model reduced to its (amplified) layer-0 MLP.
+    Trained to the stop rule, the mask is sparser than the same protocol stopped early by a
+    step budget, and it sits in the planted matrices."""
+    from interp.progress import set_quiet
+
+    set_quiet(True)
+    model, targets, planted, data = _planted_first_mlp_case()
 
     def reference(x):
         return subnetwork_logits(model, targets, planted, x, "drop")
@@ -589,14 +596,7 @@ def test_stop_rule_waits_for_a_settled_mask():
     from interp.progress import set_quiet
 
     set_quiet(True)
-    model = load_model("tiny-llama", seed=0)
-    targets = find_mask_targets(model)
-    with torch.no_grad():
-        for t in targets:
-            if t.layer == 0 and t.kind == "out":
-                t.module._parameters["weight"].mul_(30.0)
-    planted = [torch.ones(t.shape) if t.layer == 0 and t.kind in ("in", "gate", "out") else torch.zeros(t.shape) for t in targets]
-    data = torch.randint(0, 3000, (64, 8), generator=torch.Generator().manual_seed(0))
+    model, targets, planted, data = _planted_first_mlp_case()
 
     def run(wait: bool):
         cfg = MaskTrainConfig(lam=0.5, max_steps=200, lr=0.03, t_growth=1.15, batch=4, max_attempts=1, seed=0,
