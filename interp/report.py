@@ -79,19 +79,15 @@ class RunRecord:
             parts.append("--quick")
         exp = EXPERIMENTS.get(exp_name)
         preset: dict[str, Any] = {}
-        known: set[str] | None = None
         if exp is not None:
             try:
                 preset = exp.config_class.preset(bool(cfg.get("quick"))).to_dict()
-                known = set(exp.config_class.known_keys())
+                # as `interp rerun` reads it: derived keys set aside, options added since the run filled in
+                cfg = exp.config_class.from_saved(cfg)[0].to_dict()
             except Exception:  # an old or foreign config: show every key
                 preset = {}
-        if exp is not None and known is not None:  # options added since the run: what the run behaved as
-            cfg = {**{k: v for k, v in exp.config_class.saved_fallbacks().items() if k not in cfg}, **cfg}
         for k, v in cfg.items():
             if k in ("quick",) or preset.get(k, object()) == v:
-                continue
-            if known is not None and k not in known:  # derived values a run stores next to its config
                 continue
             if k == "seed":
                 parts += ["--seed", str(v)]
